@@ -1,0 +1,41 @@
+# Two entry points that do all the set-up on a fresh machine:
+#   make demo   generate SynthFace, train, evaluate (CPU, about 10 minutes)
+#   make test   lint, type-check and the whole test suite
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+# The CPU wheel keeps set-up small and offline-friendly; GPU users install their own CUDA torch first
+# (see README) and run `make venv TORCH_SPEC=` to keep it.
+TORCH_SPEC ?= torch==2.13.0
+STAMP  := $(VENV)/.facescale-installed
+
+.PHONY: venv demo test lint typecheck pytest clean
+
+venv: $(STAMP)
+
+$(STAMP): pyproject.toml Makefile
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	if [ -n "$(TORCH_SPEC)" ]; then $(BIN)/python -m pip install -q "$(TORCH_SPEC)"; fi
+	$(BIN)/python -m pip install -q -e ".[dev,realface]"
+	# facenet-pytorch carries the MTCNN weights; its own pins (old torch, torchvision) are not wanted.
+	$(BIN)/python -m pip install -q --no-deps "facenet-pytorch==2.6.0"
+	touch $(STAMP)
+
+demo: $(STAMP)
+	$(BIN)/python scripts/demo.py
+
+lint: $(STAMP)
+	$(BIN)/ruff check src tests scripts
+	$(BIN)/ruff format --check src tests scripts
+
+typecheck: $(STAMP)
+	$(BIN)/mypy src/facescale
+
+pytest: $(STAMP)
+	$(BIN)/python -m pytest tests
+
+test: lint typecheck pytest
+
+clean:
+	rm -rf $(VENV) runs

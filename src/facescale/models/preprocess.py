@@ -1,0 +1,19 @@
+"""The insightface input convention: RGB, 112x112, ``(pixel - 127.5) / 127.5``, NCHW."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+INPUT_SIZE = 112
+PIXEL_MEAN = 127.5
+PIXEL_SCALE = 127.5
+
+
+def to_model_input(images: np.ndarray | torch.Tensor, device: torch.device | str = "cpu") -> torch.Tensor:
+    """``images``: uint8 ``[N, H, W, 3]`` RGB -> float32 ``[N, 3, H, W]`` in [-1, 1] on ``device``."""
+    t = torch.as_tensor(images)
+    if t.ndim != 4 or t.shape[-1] != 3:
+        raise ValueError(f"expected images of shape [N, H, W, 3], got {tuple(t.shape)}")
+    t = t.to(device, non_blocking=True).permute(0, 3, 1, 2).float()
+    return t.sub_(PIXEL_MEAN).div_(PIXEL_SCALE).contiguous()
