@@ -1,0 +1,289 @@
+"""The training loop: backbone -> embeddings -> Partial FC head -> loss, top to bottom.
+
+One process per device. The backbone is data parallel (DDP when there are several
+processes); the head is model parallel and is never wrapped: each process owns a shard of
+the class centres and updates only its sampled rows itself (heads/partial_fc.py).
+
+The backward pass runs in two stages. The head computes in fp32 on a detached copy of the
+embeddings, so its gradients are never loss-scaled; the embedding gradient is then pushed
+through the backbone, scaled for fp16 and multiplied by the world size. The head's loss is
+the mean over the *global* batch, and its all-gather returns each rank the exact gradient of
+that mean for its own samples; DDP then averages over ranks, so the factor ``world_size``
+makes N processes of batch B take exactly the step one process of batch N*B would.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from facescale.config import Config, save_config, to_dict
+from facescale.data.datasets import open_dataset
+from facescale.data.loader import build_train_loader
+from facescale.data.verification_bin import load_verification_bin
+from facescale.distributed.context import DistContext
+from facescale.errors import DataError, FacescaleError
+from facescale.eval.verification import evaluate_verification, format_result
+from facescale.heads.partial_fc import build_head
+from facescale.models import backbone_from_config
+from facescale.models.loading import load_initial_weights
+from facescale.models.preprocess import to_model_input
+from facescale.train.checkpoint import CheckpointManager, export_backbone
+from facescale.train.monitor import TrainMonitor
+from facescale.train.optim import build_optimizer, scaled_lr, set_lr
+from facescale.train.precision import Precision, resolve_precision
+from facescale.train.schedule import PolynomialWarmup
+
+
+@dataclass
+class TrainResult:
+    run_dir: Path
+    steps: int
+    final_loss: float
+    samples_per_s: float
+    verification: dict[str, dict[str, float]] = field(default_factory=dict)
+
+
+@dataclass
+class VerificationSet:
+    name: str
+    images: np.ndarray  # uint8 [2N, H, W, 3] RGB
+    issame: np.ndarray  # bool [N]
+
+
+def load_verification_sets(paths: list[str]) -> list[VerificationSet]:
+    sets = []
+    for path in paths:
+        pairs = load_verification_bin(path)
+        sets.append(VerificationSet(Path(path).stem, pairs.decode(), pairs.issame))
+    return sets
+
+
+def embed_function(backbone: torch.nn.Module, device: torch.device, precision: Precision) -> Any:
+    """uint8 ``[n, H, W, 3]`` RGB -> raw float32 ``[n, D]`` embeddings, in eval mode."""
+
+    @torch.no_grad()
+    def embed(images: np.ndarray) -> np.ndarray:
+        with precision.autocast():
+            out = backbone(to_model_input(images, device))
+        return out.float().cpu().numpy()
+
+    return embed
+
+
+def verify(
+    backbone: torch.nn.Module, sets: list[VerificationSet], cfg: Config, device: torch.device, precision: Precision
+) -> dict[str, dict[str, float]]:
+    was_training = backbone.training
+    backbone.eval()
+    embed = embed_function(backbone, device, precision)
+    results = {}
+    for vset in sets:
+        result = evaluate_verification(
+            embed, vset.images, vset.issame, flip=cfg.eval.flip, batch_size=cfg.eval.batch_size
+        )
+        results[vset.name] = result.to_dict()
+    backbone.train(was_training)
+    return results
+
+
+def prepare_run_dir(cfg: Config, resume: bool) -> Path:
+    run_dir = Path(cfg.train.output)
+    has_checkpoints = (run_dir / "checkpoints" / "latest").exists()
+    if has_checkpoints and not resume:
+        raise FacescaleError(
+            f"run directory {run_dir} already holds checkpoints; continue it with "
+            f"`facescale train --resume {run_dir}` or choose another -o train.output=..."
+        )
+    return run_dir
+
+
+def train(cfg: Config, ctx: DistContext, resume: bool = False) -> TrainResult:
+    """Run (or continue, with ``resume``) the training described by ``cfg`` on this process."""
+    run_dir = prepare_run_dir(cfg, resume)
+    device = ctx.device
+    precision = resolve_precision(cfg.train.precision, device)
+    torch.manual_seed(cfg.train.seed + ctx.rank)
+
+    # Data. Every rank must agree on the class count and batch size, or the head's shards and
+    # collectives would silently disagree; agree() raises on every rank instead of hanging one.
+    dataset = open_dataset(cfg.data)
+    num_classes = cfg.data.num_classes or dataset.num_classes
+    if cfg.data.num_classes and dataset.num_classes > cfg.data.num_classes:
+        raise DataError(
+            f"data.num_classes={cfg.data.num_classes} but {cfg.data.root} has labels up to "
+            f"{dataset.num_classes - 1}"
+        )
+    ctx.agree("data.num_classes", num_classes)
+    ctx.agree("data.batch_size", cfg.data.batch_size)
+    loader = build_train_loader(
+        dataset, cfg.data, ctx.rank, ctx.world_size, cfg.train.seed, pin_memory=device.type == "cuda"
+    )
+    steps_per_epoch = len(loader)
+    if steps_per_epoch == 0:
+        raise DataError(
+            f"{cfg.data.root}: {len(dataset)} images is less than one global batch "
+            f"({cfg.data.batch_size} x {ctx.world_size} processes)"
+        )
+    total_steps = cfg.train.max_steps or cfg.train.epochs * steps_per_epoch
+    global_batch = cfg.data.batch_size * ctx.world_size
+    schedule = PolynomialWarmup(
+        base_lr=scaled_lr(cfg.optim, global_batch),
+        total_steps=total_steps,
+        warmup_steps=min(total_steps, int(cfg.optim.warmup_epochs * steps_per_epoch)),
+        power=cfg.optim.power,
+    )
+
+    # Model, head, optimizer.
+    backbone = backbone_from_config(cfg.model).to(device)
+    if cfg.model.init_weights:
+        load_initial_weights(backbone, cfg.model.init_weights)
+    if cfg.model.channels_last:
+        backbone = backbone.to(memory_format=torch.channels_last)
+    head = build_head(cfg, num_classes, ctx)
+    optimizer = build_optimizer(backbone, cfg.optim, schedule.base_lr)
+    scaler = torch.amp.GradScaler(device.type, enabled=precision.uses_grad_scaler)
+    checkpoints = CheckpointManager(run_dir, ctx, cfg.train.keep_checkpoints)
+    backbone_spec = {"name": cfg.model.name, "kwargs": backbone_kwargs(cfg)}
+
+    step = 0
+    if resume:
+        latest = checkpoints.latest()
+        if latest is None:
+            raise FacescaleError(f"{run_dir} has no complete checkpoint to resume from")
+        state = checkpoints.load(latest, head)
+        if state["scheduler"] != schedule.state_dict():
+            raise FacescaleError(
+                f"cannot resume {latest}: its LR schedule {state['scheduler']} differs from this run's "
+                f"{schedule.state_dict()} (changed batch size, epochs or world size?)"
+            )
+        backbone.load_state_dict(state["backbone"])
+        optimizer.load_state_dict(state["optimizer"])
+        scaler.load_state_dict(state["scaler"])
+        step = int(state["step"])
+    elif ctx.rank == 0:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        save_config(cfg, run_dir / "config.yaml")
+    ctx.barrier()
+
+    model = ctx.wrap_data_parallel(backbone)
+    if cfg.model.compile:
+        model = torch.compile(model)
+    val_sets = load_verification_sets(cfg.eval.bins) if ctx.rank == 0 else []
+    monitor = TrainMonitor(
+        run_dir,
+        total_steps,
+        step,
+        global_batch,
+        cfg.train.log_every,
+        enabled=ctx.rank == 0,
+        tensorboard=cfg.train.tensorboard,
+        progress=cfg.train.progress,
+    )
+    monitor.write(
+        f"training {cfg.model.name} on {len(dataset)} images of {num_classes} identities: "
+        f"{ctx.world_size} process(es) on {device}, {precision.name}, global batch {global_batch}, "
+        f"{steps_per_epoch} steps/epoch, {total_steps} steps"
+        + (f", resuming at step {step}" if step else "")
+    )
+
+    def save(step: int, epoch: int) -> None:
+        trainer_state = {
+            "backbone": backbone.state_dict(),
+            "backbone_spec": backbone_spec,
+            "optimizer": optimizer.state_dict(),
+            "scheduler": schedule.state_dict(),
+            "scaler": scaler.state_dict(),
+            "step": step,
+            "epoch": epoch,
+            "config": to_dict(cfg),
+        }
+        checkpoints.save(step, trainer_state, head)
+
+    def evaluate(step: int) -> dict[str, dict[str, float]]:
+        results = verify(backbone, val_sets, cfg, device, precision) if val_sets else {}
+        for name, result in results.items():
+            monitor.write(f"step {step} | " + format_result(name, result))
+            monitor.scalars(step, {f"val/{name}/{k}": v for k, v in result.items()})
+        return results
+
+    loss_value = math.nan
+    verification: dict[str, dict[str, float]] = {}
+    model.train()
+    while step < total_steps:
+        epoch, skip = divmod(step, steps_per_epoch)
+        loader.set_epoch(epoch)
+        # A resumed run re-enters its epoch part way: the epoch's order is a pure function of
+        # (seed, epoch), so skipping the batches already used reproduces the uninterrupted run.
+        for images, labels in itertools.islice(loader, skip, None):
+            images = images.to(device, non_blocking=True)
+            labels = labels.to(device, non_blocking=True)
+            if cfg.model.channels_last:
+                images = images.contiguous(memory_format=torch.channels_last)
+            lr = schedule(step)
+            set_lr(optimizer, lr)
+
+            with precision.autocast():
+                embeddings = model(images)
+            features = embeddings.detach().float().requires_grad_()
+            loss = head(features, labels)
+            loss.backward()
+            assert features.grad is not None
+            embedding_grad = features.grad * ctx.world_size
+            if scaler.is_enabled():
+                embedding_grad = embedding_grad * scaler.get_scale()
+            embeddings.backward(embedding_grad.to(embeddings.dtype))
+
+            if cfg.optim.clip_grad_norm > 0:
+                scaler.unscale_(optimizer)
+                torch.nn.utils.clip_grad_norm_(backbone.parameters(), cfg.optim.clip_grad_norm)
+            scaler.step(optimizer)
+            scaler.update()
+            optimizer.zero_grad(set_to_none=True)
+            head.step(lr)
+
+            step += 1
+            loss_value = float(loss.detach())
+            if not math.isfinite(loss_value):
+                raise FacescaleError(
+                    f"loss became {loss_value} at step {step} (lr {lr:.4g}); lower optim.lr or "
+                    "raise optim.warmup_epochs"
+                )
+            monitor.step(step, epoch, loss_value, lr)
+            if step == total_steps:
+                break
+            if cfg.train.eval_every and step % cfg.train.eval_every == 0:
+                monitor.pause()
+                if ctx.rank == 0:
+                    verification = evaluate(step)
+                ctx.barrier()
+                monitor.resume()
+            if cfg.train.save_every and step % cfg.train.save_every == 0:
+                monitor.pause()
+                save(step, epoch)
+                monitor.resume()
+
+    monitor.pause()
+    epoch = (step - 1) // steps_per_epoch
+    save(step, epoch)
+    if ctx.rank == 0:
+        export_backbone(run_dir, backbone.state_dict(), backbone_spec)
+        verification = evaluate(step)
+    report = loader.bad_data_report()
+    if report:
+        monitor.write(report)
+    samples_per_s = monitor.last_samples_per_s
+    monitor.close()
+    ctx.barrier()
+    return TrainResult(run_dir, step, loss_value, samples_per_s, verification)
+
+
+def backbone_kwargs(cfg: Config) -> dict[str, Any]:
+    """The builder arguments that shape the weights (what an inference user needs to rebuild it)."""
+    return {"embedding_size": cfg.model.embedding_size, "dropout": cfg.model.dropout}
