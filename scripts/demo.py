@@ -49,7 +49,9 @@ def main() -> int:
 
     out = f"{RUN}/eval"
     facescale("eval", RUN, "--bins", f"{DATA}/val.bin", f"{DATA}/val_hard.bin", "--out", out)
-    facescale("eval", f"random:{_backbone_name()}", "--bins", f"{DATA}/val.bin", "--out", f"{out}_random_init")
+    facescale(
+        "eval", f"random:{_backbone_name()}", "--bins", f"{DATA}/val.bin", "--out", f"{out}_random_init"
+    )
     trained = json.loads((ROOT / out / "report.json").read_text())
     random_init = json.loads((ROOT / f"{out}_random_init" / "report.json").read_text())
     accuracy = _accuracy(trained, "val")

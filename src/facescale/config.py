@@ -205,9 +205,7 @@ def _coerce(value: Any, tp: Any, key: str, where: str) -> Any:
             )
         return value
     name = getattr(tp, "__name__", str(tp))
-    raise ConfigError(
-        f"config key {key!r} in {where}: expected {name}, got {type(value).__name__} {value!r}"
-    )
+    raise ConfigError(f"config key {key!r} in {where}: expected {name}, got {type(value).__name__} {value!r}")
 
 
 def _apply(obj: Any, updates: dict[str, Any], prefix: str, where: str) -> None:

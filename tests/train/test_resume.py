@@ -38,13 +38,25 @@ def overrides(rec: Path, out: Path) -> list[str]:
     ]
 
 
+def as_flags(keys: list[str]) -> list[str]:
+    return [token for key in keys for token in ("-o", key)]
+
+
 def test_killed_run_resumes_to_the_same_weights(color_rec, tmp_path):
     reference = train(load_config(None, overrides(color_rec, tmp_path / "ref")), DistContext.single("cpu"))
     assert reference.steps == STEPS
 
     out = tmp_path / "killed"
-    cmd = [sys.executable, "-m", "facescale.cli.main", "train", *sum((["-o", o] for o in overrides(color_rec, out)), [])]
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    cmd = [
+        sys.executable,
+        "-m",
+        "facescale.cli.main",
+        "train",
+        *as_flags(overrides(color_rec, out)),
+    ]
+    proc = subprocess.Popen(
+        cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env={**os.environ, "OMP_NUM_THREADS": "1"}
+    )
     latest = out / "checkpoints" / "latest"
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline and proc.poll() is None:
@@ -82,9 +94,7 @@ def test_training_into_a_run_with_checkpoints_is_refused(color_rec, tmp_path, fa
     args[args.index(f"train.max_steps={STEPS}")] = "train.max_steps=2"
     train(load_config(None, args), DistContext.single("cpu"))
     before = (out / "backbone.pth").read_bytes()
-    proc = subprocess.run(
-        [*facescale_cmd, "train", *sum((["-o", o] for o in args), [])], capture_output=True, text=True
-    )
+    proc = subprocess.run([*facescale_cmd, "train", *as_flags(args)], capture_output=True, text=True)
     assert proc.returncode == 1
     assert "--resume" in proc.stderr and "Traceback" not in proc.stderr
     assert (out / "backbone.pth").read_bytes() == before

@@ -13,7 +13,11 @@ def run(cmd: list[str]) -> subprocess.CompletedProcess:
 
 @pytest.mark.parametrize(
     ("override", "needle"),
-    [("optim.lerning_rate=0.1", "optim.lr"), ("data.batch_size=big", "data.batch_size"), ("nosuch.key=1", "nosuch")],
+    [
+        ("optim.lerning_rate=0.1", "optim.lr"),
+        ("data.batch_size=big", "data.batch_size"),
+        ("nosuch.key=1", "nosuch"),
+    ],
 )
 def test_bad_override_exits_2_and_names_the_key(facescale_cmd, override, needle):
     proc = run([*facescale_cmd, "train", "-o", override])
@@ -31,7 +35,9 @@ def test_unparseable_recipe_exits_2(facescale_cmd, tmp_path):
 
 def test_missing_data_names_the_folder(facescale_cmd, tmp_path):
     missing = tmp_path / "no_such_dataset"
-    proc = run([*facescale_cmd, "train", "-o", f"data.root={missing}", "-o", f"train.output={tmp_path / 'run'}"])
+    proc = run(
+        [*facescale_cmd, "train", "-o", f"data.root={missing}", "-o", f"train.output={tmp_path / 'run'}"]
+    )
     assert proc.returncode == 1
     assert str(missing) in proc.stderr and "Traceback" not in proc.stderr
     assert not (tmp_path / "run" / "checkpoints").exists()

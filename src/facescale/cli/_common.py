@@ -7,7 +7,9 @@ from typing import Any
 
 
 def add_config_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("-c", "--config", metavar="YAML", help="a recipe from configs/ (overrides the defaults)")
+    parser.add_argument(
+        "-c", "--config", metavar="YAML", help="a recipe from configs/ (overrides the defaults)"
+    )
     parser.add_argument(
         "-o",
         "--override",

@@ -27,9 +27,7 @@ def subcommand_modules(prefix: str = "") -> list[str]:
         name = info.name
         if name.startswith("_") or name == "main":
             continue
-        if prefix and name.startswith(prefix):
-            names.append(name)
-        elif not prefix and not name.startswith("bench_"):
+        if (prefix and name.startswith(prefix)) or (not prefix and not name.startswith("bench_")):
             names.append(name)
     return sorted(names)
 

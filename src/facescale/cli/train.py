@@ -18,8 +18,7 @@ def register(subparsers: Any) -> None:
             "Run it directly for one process, or as `torchrun --nproc_per_node=N -m facescale.cli.main "
             "train ...` for N processes (see README)."
         ),
-        epilog=describe_defaults()
-        + "\n\nexamples:\n  facescale train -c configs/synth_demo.yaml\n"
+        epilog=describe_defaults() + "\n\nexamples:\n  facescale train -c configs/synth_demo.yaml\n"
         "  facescale train -c configs/ms1mv3_r50.yaml -o optim.lr=0.05 -o data.batch_size=64\n"
         "  facescale train --resume runs/synth_demo",
         formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -46,7 +45,9 @@ def run(args: argparse.Namespace) -> int:
             raise ConfigError("--resume uses the run's own config.yaml; give changes with -o, not -c")
         saved = Path(args.resume) / "config.yaml"
         if not saved.exists():
-            raise ConfigError(f"--resume {args.resume}: {saved} does not exist (not a facescale run directory?)")
+            raise ConfigError(
+                f"--resume {args.resume}: {saved} does not exist (not a facescale run directory?)"
+            )
         cfg = load_config(saved, [*args.override, f"train.output={args.resume}"])
     else:
         cfg = load_config(args.config, args.override)

@@ -50,6 +50,16 @@ class Detections:
     def __len__(self) -> int:
         return len(self.scores)
 
+    def select(self, keep: np.ndarray | list[int]) -> Detections:
+        """The faces at indices (or boolean mask) ``keep``."""
+        return Detections(self.boxes[keep], self.scores[keep], self.landmarks[keep])
+
+    @staticmethod
+    def empty() -> Detections:
+        return Detections(
+            np.zeros((0, 4), np.float32), np.zeros((0,), np.float32), np.zeros((0, 5, 2), np.float32)
+        )
+
     def largest(self) -> int:
         """Index of the face with the largest box area (raises IndexError when there is none)."""
         if len(self) == 0:
@@ -251,8 +261,8 @@ class MTCNN:
             rows, cols = np.nonzero(prob >= self.thresholds[0])
             if len(rows) == 0:
                 continue
-            windows = np.stack([cols * stride, rows * stride, cols * stride + window, rows * stride + window], 1)
-            windows = windows.astype(np.float32) / scale
+            x1, y1 = cols * stride, rows * stride
+            windows = np.stack([x1, y1, x1 + window, y1 + window], 1).astype(np.float32) / scale
             scores = prob[rows, cols]
             keep = nms(windows, scores, 0.5)
             regressed = _regress(windows[keep], offsets[0][:, rows[keep], cols[keep]].T.cpu().numpy())
@@ -296,12 +306,9 @@ class MTCNN:
         """Faces in ``image`` (uint8 ``[H, W, 3]`` RGB), best score first."""
         if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
             raise FacescaleError(f"expected a uint8 [H, W, 3] RGB image, got {image.dtype} {image.shape}")
-        empty = Detections(
-            np.zeros((0, 4), np.float32), np.zeros((0,), np.float32), np.zeros((0, 5, 2), np.float32)
-        )
         boxes = self._propose(image)
         if len(boxes):
             boxes = self._refine(image, boxes)
         if len(boxes) == 0:
-            return empty
+            return Detections.empty()
         return self._finish(image, boxes)

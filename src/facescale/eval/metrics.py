@@ -72,7 +72,7 @@ class RocCurve:
 
 
 def roc_curve(scores: np.ndarray, is_genuine: np.ndarray) -> RocCurve:
-    """The ROC of ``scores`` ``[P]`` (higher = same) against ``is_genuine`` ``[P]`` bool; one sort.
+    """The ROC of ``scores`` ``[P]`` (higher = same) against ``is_genuine`` ``[P]`` bool.
 
     Raises ValueError when either class is empty (no rate can be defined).
     """
@@ -84,12 +84,22 @@ def roc_curve(scores: np.ndarray, is_genuine: np.ndarray) -> RocCurve:
     num_impostor = int(labels.size - num_genuine)
     if num_genuine == 0 or num_impostor == 0:
         raise ValueError(f"a ROC needs both classes: {num_genuine} genuine, {num_impostor} impostor pairs")
-    order = np.argsort(scores)[::-1]  # order within ties is irrelevant: runs collapse
-    sorted_scores = scores[order]
-    sorted_labels = labels[order]
-    true_accepts = np.cumsum(sorted_labels, dtype=np.int64)
+    if np.isnan(scores).any():
+        raise ValueError(f"{int(np.isnan(scores).sum())} scores are NaN (features with NaN or zero norm?)")
+    # Sorting the two classes apart and merging is several times faster than one argsort:
+    # numpy's value sort is vectorised, and the genuine class is tiny (IJB-C: 19,557 of 15.6M).
+    impostor = np.sort(scores[~labels])
+    genuine = np.sort(scores[labels])
+    at = np.searchsorted(impostor, genuine, side="left") + np.arange(num_genuine)
+    is_genuine_sorted = np.zeros(scores.size, dtype=bool)
+    is_genuine_sorted[at] = True
+    sorted_scores = np.empty(scores.size, dtype=scores.dtype)
+    sorted_scores[at] = genuine
+    sorted_scores[~is_genuine_sorted] = impostor
+    sorted_scores, is_genuine_sorted = sorted_scores[::-1], is_genuine_sorted[::-1]  # descending
+    true_accepts = np.cumsum(is_genuine_sorted, dtype=np.int64)
     # the last position of each run of equal scores: accepting ">= that score" takes the whole run
-    last_of_run = np.flatnonzero(np.diff(sorted_scores) != 0)
+    last_of_run = np.flatnonzero(sorted_scores[1:] != sorted_scores[:-1])
     last_of_run = np.append(last_of_run, sorted_scores.size - 1)
     tp = true_accepts[last_of_run]
     fp = (last_of_run + 1) - tp

@@ -21,6 +21,7 @@ Options shared by all families:
 from __future__ import annotations
 
 import contextlib
+import functools
 from collections.abc import Iterable, Iterator
 from typing import Any
 
@@ -83,6 +84,11 @@ def _frozen_batchnorm_stats(module: nn.Module) -> Iterator[None]:
                     dst.copy_(src)
 
 
+def _checkpoint_contexts(block: nn.Module) -> tuple[Any, Any]:
+    """(context for the forward, context for the recomputation in backward)."""
+    return contextlib.nullcontext(), _frozen_batchnorm_stats(block)
+
+
 def run_blocks(blocks: Iterable[nn.Module], x: torch.Tensor, use_checkpoint: bool) -> torch.Tensor:
     """Apply ``blocks`` in order; with ``use_checkpoint`` each one is recomputed in backward."""
     for block in blocks:
@@ -91,12 +97,8 @@ def run_blocks(blocks: Iterable[nn.Module], x: torch.Tensor, use_checkpoint: boo
                 # Dynamo traces checkpoints itself and rejects custom recompute contexts.
                 x = checkpoint(block, x, use_reentrant=False)
             else:
-                x = checkpoint(
-                    block,
-                    x,
-                    use_reentrant=False,
-                    context_fn=lambda b=block: (contextlib.nullcontext(), _frozen_batchnorm_stats(b)),
-                )
+                contexts = functools.partial(_checkpoint_contexts, block)
+                x = checkpoint(block, x, use_reentrant=False, context_fn=contexts)
         else:
             x = block(x)
     return x
@@ -121,7 +123,7 @@ class FaceBackbone(nn.Module):
         """Store the weights NHWC and convert inputs on the way in; returns self."""
         self.channels_last = enabled
         if enabled:
-            self.to(memory_format=torch.channels_last)
+            self.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
         return self
 
     def checkpointing(self) -> bool:

@@ -9,7 +9,6 @@ from pathlib import Path
 from typing import Any
 
 
-
 def format_duration(seconds: float) -> str:
     return str(datetime.timedelta(seconds=int(max(0.0, seconds))))
 

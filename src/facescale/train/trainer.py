@@ -18,26 +18,25 @@ import itertools
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
-import numpy as np
 import torch
 
 from facescale.config import Config, save_config, to_dict
 from facescale.data.datasets import open_dataset
 from facescale.data.loader import build_train_loader
-from facescale.data.verification_bin import load_verification_bin
 from facescale.distributed.context import DistContext
 from facescale.errors import DataError, FacescaleError
-from facescale.eval.verification import evaluate_verification, format_result
+from facescale.eval.sets import VerificationSet, load_set
+from facescale.eval.torch_embed import module_embed_fn
+from facescale.eval.verification import VerificationResult, evaluate_verification, format_result
 from facescale.heads.partial_fc import build_head
 from facescale.models import backbone_from_config
+from facescale.models.factory import spec_from_config
 from facescale.models.loading import load_initial_weights
-from facescale.models.preprocess import to_model_input
 from facescale.train.checkpoint import CheckpointManager, export_backbone
 from facescale.train.monitor import TrainMonitor
 from facescale.train.optim import build_optimizer, scaled_lr, set_lr
-from facescale.train.precision import Precision, resolve_precision
+from facescale.train.precision import resolve_precision
 from facescale.train.schedule import PolynomialWarmup
 
 
@@ -50,46 +49,17 @@ class TrainResult:
     verification: dict[str, dict[str, float]] = field(default_factory=dict)
 
 
-@dataclass
-class VerificationSet:
-    name: str
-    images: np.ndarray  # uint8 [2N, H, W, 3] RGB
-    issame: np.ndarray  # bool [N]
-
-
-def load_verification_sets(paths: list[str]) -> list[VerificationSet]:
-    sets = []
-    for path in paths:
-        pairs = load_verification_bin(path)
-        sets.append(VerificationSet(Path(path).stem, pairs.decode(), pairs.issame))
-    return sets
-
-
-def embed_function(backbone: torch.nn.Module, device: torch.device, precision: Precision) -> Any:
-    """uint8 ``[n, H, W, 3]`` RGB -> raw float32 ``[n, D]`` embeddings, in eval mode."""
-
-    @torch.no_grad()
-    def embed(images: np.ndarray) -> np.ndarray:
-        with precision.autocast():
-            out = backbone(to_model_input(images, device))
-        return out.float().cpu().numpy()
-
-    return embed
-
-
 def verify(
-    backbone: torch.nn.Module, sets: list[VerificationSet], cfg: Config, device: torch.device, precision: Precision
-) -> dict[str, dict[str, float]]:
-    was_training = backbone.training
-    backbone.eval()
-    embed = embed_function(backbone, device, precision)
+    backbone: torch.nn.Module, sets: list[VerificationSet], cfg: Config
+) -> dict[str, VerificationResult]:
+    """Verification accuracy on each set (the backbone comes back in the mode it was in)."""
+    embed = module_embed_fn(backbone, batch_size=cfg.eval.batch_size)
     results = {}
     for vset in sets:
         result = evaluate_verification(
             embed, vset.images, vset.issame, flip=cfg.eval.flip, batch_size=cfg.eval.batch_size
         )
-        results[vset.name] = result.to_dict()
-    backbone.train(was_training)
+        results[vset.name] = result
     return results
 
 
@@ -150,7 +120,7 @@ def train(cfg: Config, ctx: DistContext, resume: bool = False) -> TrainResult:
     optimizer = build_optimizer(backbone, cfg.optim, schedule.base_lr)
     scaler = torch.amp.GradScaler(device.type, enabled=precision.uses_grad_scaler)
     checkpoints = CheckpointManager(run_dir, ctx, cfg.train.keep_checkpoints)
-    backbone_spec = {"name": cfg.model.name, "kwargs": backbone_kwargs(cfg)}
+    backbone_spec = spec_from_config(cfg.model).to_dict()
 
     step = 0
     if resume:
@@ -158,10 +128,11 @@ def train(cfg: Config, ctx: DistContext, resume: bool = False) -> TrainResult:
         if latest is None:
             raise FacescaleError(f"{run_dir} has no complete checkpoint to resume from")
         state = checkpoints.load(latest, head)
-        if state["scheduler"] != schedule.state_dict():
-            raise FacescaleError(
-                f"cannot resume {latest}: its LR schedule {state['scheduler']} differs from this run's "
-                f"{schedule.state_dict()} (changed batch size, epochs or world size?)"
+        if state["scheduler"] != schedule.state_dict() and ctx.rank == 0:
+            # Legitimate (a longer run, another world size); still worth telling, as it changes the LR curve.
+            print(
+                f"note: the LR schedule changed on resume: {state['scheduler']} -> {schedule.state_dict()}",
+                flush=True,
             )
         backbone.load_state_dict(state["backbone"])
         optimizer.load_state_dict(state["optimizer"])
@@ -175,7 +146,7 @@ def train(cfg: Config, ctx: DistContext, resume: bool = False) -> TrainResult:
     model = ctx.wrap_data_parallel(backbone)
     if cfg.model.compile:
         model = torch.compile(model)
-    val_sets = load_verification_sets(cfg.eval.bins) if ctx.rank == 0 else []
+    val_sets = [load_set(path) for path in cfg.eval.bins] if ctx.rank == 0 else []
     monitor = TrainMonitor(
         run_dir,
         total_steps,
@@ -189,8 +160,7 @@ def train(cfg: Config, ctx: DistContext, resume: bool = False) -> TrainResult:
     monitor.write(
         f"training {cfg.model.name} on {len(dataset)} images of {num_classes} identities: "
         f"{ctx.world_size} process(es) on {device}, {precision.name}, global batch {global_batch}, "
-        f"{steps_per_epoch} steps/epoch, {total_steps} steps"
-        + (f", resuming at step {step}" if step else "")
+        f"{steps_per_epoch} steps/epoch, {total_steps} steps" + (f", resuming at step {step}" if step else "")
     )
 
     def save(step: int, epoch: int) -> None:
@@ -207,11 +177,15 @@ def train(cfg: Config, ctx: DistContext, resume: bool = False) -> TrainResult:
         checkpoints.save(step, trainer_state, head)
 
     def evaluate(step: int) -> dict[str, dict[str, float]]:
-        results = verify(backbone, val_sets, cfg, device, precision) if val_sets else {}
+        results = verify(backbone, val_sets, cfg) if val_sets else {}
+        summary = {}
         for name, result in results.items():
             monitor.write(f"step {step} | " + format_result(name, result))
-            monitor.scalars(step, {f"val/{name}/{k}": v for k, v in result.items()})
-        return results
+            monitor.scalars(
+                step, {f"val/{name}/accuracy": result.accuracy_mean, f"val/{name}/xnorm": result.xnorm}
+            )
+            summary[name] = {"accuracy_mean": result.accuracy_mean, "accuracy_std": result.accuracy_std}
+        return summary
 
     loss_value = math.nan
     verification: dict[str, dict[str, float]] = {}
@@ -283,7 +257,3 @@ def train(cfg: Config, ctx: DistContext, resume: bool = False) -> TrainResult:
     ctx.barrier()
     return TrainResult(run_dir, step, loss_value, samples_per_s, verification)
 
-
-def backbone_kwargs(cfg: Config) -> dict[str, Any]:
-    """The builder arguments that shape the weights (what an inference user needs to rebuild it)."""
-    return {"embedding_size": cfg.model.embedding_size, "dropout": cfg.model.dropout}

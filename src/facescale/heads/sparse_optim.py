@@ -1,0 +1,124 @@
+"""Optimizer updates applied to the sampled rows of the class centres only.
+
+The sparse counterpart of ``torch.optim.SGD`` (momentum, weight decay, no dampening, no Nesterov)
+and ``torch.optim.AdamW``, written for a [k, D] block of rows gathered from the full [n, D] shard:
+only those rows decay and move, the rest stay bit-identical, and nothing of size n x D is made.
+A row's momentum starts at zero, which gives exactly torch's first step (buf = grad).
+
+For SGD the formulas are torch's, so with every row sampled each step the result equals
+``torch.optim.SGD`` over the whole matrix (tested). AdamW keeps a per-row step count: a row that
+has been sampled t times has had its moments updated t times, so its bias correction uses t
+(the "lazy Adam" of sparse embeddings). With every row sampled each step it equals torch's AdamW.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from facescale.config import OptimConfig
+from facescale.errors import ConfigError
+
+
+@dataclass(frozen=True)
+class StateSpec:
+    """One optimizer-state tensor per class: its name, the shape after the class dim, and kind.
+
+    kind "moment" tensors take the configured momentum dtype; "count" tensors are int32.
+    """
+
+    name: str
+    per_class_shape: tuple[int, ...]
+    kind: str
+
+
+@dataclass(frozen=True)
+class SparseSGD:
+    """SGD with momentum and L2 weight decay added to the gradient (torch semantics), on rows."""
+
+    momentum: float = 0.9
+    weight_decay: float = 5e-4
+    name: str = "sgd"
+
+    def state_specs(self, dim: int) -> list[StateSpec]:
+        return [StateSpec("momentum", (dim,), "moment")] if self.momentum != 0 else []
+
+    def update(
+        self, weight: torch.Tensor, grad: torch.Tensor, state: dict[str, torch.Tensor], lr: float
+    ) -> None:
+        """In place on ``weight`` [k, D] and ``state`` rows (compute dtype); grad: [k, D]."""
+        step = grad.add(weight, alpha=self.weight_decay) if self.weight_decay != 0 else grad.clone()
+        if self.momentum != 0:
+            buf = state["momentum"]
+            buf.mul_(self.momentum).add_(step)
+            step = buf
+        weight.add_(step, alpha=-lr)
+
+
+@dataclass(frozen=True)
+class SparseAdamW:
+    """AdamW (decoupled weight decay, torch semantics) on rows, with a per-row step count."""
+
+    beta1: float = 0.9
+    beta2: float = 0.999
+    eps: float = 1e-8
+    weight_decay: float = 5e-4
+    name: str = "adamw"
+
+    def state_specs(self, dim: int) -> list[StateSpec]:
+        return [
+            StateSpec("exp_avg", (dim,), "moment"),
+            StateSpec("exp_avg_sq", (dim,), "moment"),
+            StateSpec("step", (), "count"),
+        ]
+
+    def update(
+        self, weight: torch.Tensor, grad: torch.Tensor, state: dict[str, torch.Tensor], lr: float
+    ) -> None:
+        """In place on ``weight`` [k, D] and ``state`` rows; ``state["step"]`` is int32 [k]."""
+        state["step"].add_(1)
+        t = state["step"].to(weight.dtype).unsqueeze(1)
+        weight.mul_(1.0 - lr * self.weight_decay)
+        state["exp_avg"].lerp_(grad, 1.0 - self.beta1)
+        state["exp_avg_sq"].mul_(self.beta2).addcmul_(grad, grad, value=1.0 - self.beta2)
+        bias_correction1 = 1.0 - torch.pow(self.beta1, t)
+        bias_correction2 = 1.0 - torch.pow(self.beta2, t)
+        denom = (state["exp_avg_sq"].sqrt() / bias_correction2.sqrt()).add_(self.eps)
+        weight.sub_(lr * state["exp_avg"] / (bias_correction1 * denom))
+
+
+SparseOptimizer = SparseSGD | SparseAdamW
+
+
+def build_sparse_optimizer(cfg: OptimConfig) -> SparseOptimizer:
+    """The row optimizer for ``optim.name`` with the config's momentum/betas and weight decay."""
+    if cfg.name == "sgd":
+        return SparseSGD(momentum=cfg.momentum, weight_decay=cfg.weight_decay)
+    if cfg.name == "adamw":
+        return SparseAdamW(beta1=cfg.betas[0], beta2=cfg.betas[1], weight_decay=cfg.weight_decay)
+    raise ConfigError(f"config key 'optim.name': {cfg.name!r} is not one of sgd, adamw")
+
+
+def build_dense_optimizer(cfg: OptimConfig, param: torch.Tensor) -> torch.optim.Optimizer:
+    """torch's own optimizer over the whole shard (the dense, arcface_torch-style update)."""
+    if cfg.name == "sgd":
+        return torch.optim.SGD([param], lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
+    if cfg.name == "adamw":
+        return torch.optim.AdamW(
+            [param], lr=cfg.lr, betas=(cfg.betas[0], cfg.betas[1]), weight_decay=cfg.weight_decay
+        )
+    raise ConfigError(f"config key 'optim.name': {cfg.name!r} is not one of sgd, adamw")
+
+
+def stochastic_round_bf16(values: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+    """fp32 [...] -> bf16, rounding up or down at random with probability given by the distance.
+
+    bf16 keeps 8 significant bits, so an update smaller than 1/256 of a weight would be lost by
+    round-to-nearest every single step; rounding stochastically keeps the expected value exact.
+    Adds uniform random bits below the 16 kept bits of the fp32 pattern, then truncates.
+    """
+    bits = values.float().contiguous().view(torch.int32)
+    noise = torch.randint(0, 1 << 16, bits.shape, dtype=torch.int32, device=bits.device, generator=generator)
+    rounded = (bits + noise) & -65536  # -65536 == 0xFFFF0000 as int32: keep sign, exponent, 7 mantissa bits
+    return rounded.view(torch.float32).to(torch.bfloat16)  # exact: the dropped bits are zero
