@@ -20,6 +20,8 @@ $(STAMP): pyproject.toml Makefile
 	$(BIN)/python -m pip install -q -e ".[dev,realface]"
 	# facenet-pytorch carries the MTCNN weights; its own pins (old torch, torchvision) are not wanted.
 	$(BIN)/python -m pip install -q --no-deps "facenet-pytorch==2.6.0"
+	# insightface's wheel ships real photos (a six-person group photo, an aligned face) the detector tests use.
+	$(BIN)/python -m pip install -q --no-deps "insightface==2.1"
 	touch $(STAMP)
 
 demo: $(STAMP)

@@ -23,9 +23,9 @@ def test_overrides_are_typed_and_applied():
 
 def test_int_widens_to_float_but_nothing_else_converts():
     assert load_config(None, ["optim.lr=1"]).optim.lr == 1.0
-    with pytest.raises(ConfigError, match="data.batch_size.*expected int"):
+    with pytest.raises(ConfigError, match=r"data.batch_size.*expected int"):
         load_config(None, ["data.batch_size=0.5"])
-    with pytest.raises(ConfigError, match="train.progress.*expected bool"):
+    with pytest.raises(ConfigError, match=r"train.progress.*expected bool"):
         load_config(None, ["train.progress=3"])
 
 
@@ -45,14 +45,14 @@ def test_unknown_key_in_recipe_names_the_file(tmp_path):
 
 
 def test_choice_values_are_checked():
-    with pytest.raises(ConfigError, match="head.update.*sparse"):
+    with pytest.raises(ConfigError, match=r"head.update.*sparse"):
         load_config(None, ["head.update=sprase"])
 
 
 def test_unparseable_yaml_is_a_config_error(tmp_path):
     recipe = tmp_path / "bad.yaml"
     recipe.write_text("optim: [unclosed\n")
-    with pytest.raises(ConfigError, match="bad.yaml"):
+    with pytest.raises(ConfigError, match=r"bad.yaml"):
         load_config(recipe)
 
 
@@ -70,7 +70,7 @@ def test_resolved_config_round_trips(tmp_path):
 
 
 def test_range_validation_names_the_key():
-    with pytest.raises(ConfigError, match="head.sample_rate"):
+    with pytest.raises(ConfigError, match=r"head.sample_rate"):
         load_config(None, ["head.sample_rate=1.5"])
 
 

@@ -15,13 +15,13 @@ from safetensors import safe_open
 
 from facescale.deploy.embedder import OnnxEmbedder, TorchEmbedder, open_embedder
 from facescale.deploy.onnx_export import (
-    SAFETENSORS_SPEC_KEY,
     describe_onnx,
     export_onnx,
     export_safetensors,
     random_faces,
 )
 from facescale.errors import FacescaleError
+from facescale.models.loading import SAFETENSORS_SPEC_KEY
 from facescale.models.preprocess import to_model_input
 
 

@@ -13,10 +13,10 @@ from pathlib import Path
 import pytest
 import torch
 
-from conftest import write_color_rec
 from facescale.config import load_config
 from facescale.distributed.context import DistContext
 from facescale.heads.partial_fc import build_head
+from rec_factory import write_color_rec
 
 STEPS = 24
 

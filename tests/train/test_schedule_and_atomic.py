@@ -3,7 +3,7 @@ import os
 import pytest
 import torch
 
-from facescale.train.atomic import atomic_torch_save, atomic_write_bytes
+from facescale.atomic import torch_save_atomic, write_bytes_atomic
 from facescale.train.schedule import PolynomialWarmup
 
 
@@ -26,18 +26,18 @@ def test_schedule_rejects_bad_lengths():
 
 def test_atomic_write_leaves_old_file_when_the_write_fails(tmp_path, monkeypatch):
     target = tmp_path / "ckpt.pt"
-    atomic_write_bytes(target, b"old")
+    write_bytes_atomic(target, b"old")
 
     def broken_fsync(fd):
         raise OSError("disk full")
 
     monkeypatch.setattr(os, "fsync", broken_fsync)
     with pytest.raises(OSError):
-        atomic_write_bytes(target, b"new")
+        write_bytes_atomic(target, b"new")
     assert target.read_bytes() == b"old"
     assert [p.name for p in tmp_path.iterdir()] == ["ckpt.pt"]  # no temp debris
 
 
 def test_atomic_torch_save_loads_weights_only(tmp_path):
-    atomic_torch_save({"w": torch.arange(3)}, tmp_path / "x.pt")
+    torch_save_atomic({"w": torch.arange(3)}, tmp_path / "x.pt")
     assert torch.equal(torch.load(tmp_path / "x.pt", weights_only=True)["w"], torch.arange(3))

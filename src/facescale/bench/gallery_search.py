@@ -6,12 +6,11 @@ L2-normalised random vectors), so their answers must agree; only the time differ
 
 from __future__ import annotations
 
-import statistics
-import time
 from dataclasses import dataclass
 
 import numpy as np
 
+from facescale.bench.timing import median_ms
 from facescale.deploy.gallery import FlatIPIndex, l2_normalize
 
 
@@ -26,16 +25,6 @@ class SearchTiming:
 
 def _numpy_search(vectors: np.ndarray, queries: np.ndarray) -> np.ndarray:
     return np.argmax(queries @ vectors.T, axis=1)
-
-
-def _median_ms(fn, repeats: int) -> float:  # type: ignore[no-untyped-def]
-    fn()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times) * 1e3
 
 
 def random_gallery(size: int, dim: int, seed: int = 0) -> np.ndarray:
@@ -65,13 +54,13 @@ def bench_search(
     return [
         SearchTiming(
             "numpy matmul + argmax (baseline)",
-            _median_ms(lambda: _numpy_search(vectors, queries[:1]), repeats),
-            _median_ms(lambda: _numpy_search(vectors, queries), max(1, repeats // 3)) / batch,
+            median_ms(lambda: _numpy_search(vectors, queries[:1]), repeats),
+            median_ms(lambda: _numpy_search(vectors, queries), max(1, repeats // 3)) / batch,
         ),
         SearchTiming(
             "faiss IndexFlatIP (facescale)",
-            _median_ms(lambda: index.search(queries[:1], 1), repeats),
-            _median_ms(lambda: index.search(queries, 1), max(1, repeats // 3)) / batch,
+            median_ms(lambda: index.search(queries[:1], 1), repeats),
+            median_ms(lambda: index.search(queries, 1), max(1, repeats // 3)) / batch,
         ),
     ]
 

@@ -9,7 +9,6 @@ stay in the normal range (denormal or overflowing activations would distort the 
 from __future__ import annotations
 
 import statistics
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -17,6 +16,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from facescale.bench.timing import time_calls
 from facescale.deploy.onnx_export import INPUT_NAME, inference_copy, random_faces, to_onnx_bytes
 from facescale.models.preprocess import to_model_input
 
@@ -44,17 +44,6 @@ def calibrate_batchnorm(model: nn.Module, images: torch.Tensor) -> nn.Module:
     return model.eval()
 
 
-def _time(fn: Callable[[], object], repeats: int, warmup: int) -> list[float]:
-    for _ in range(warmup):
-        fn()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return times
-
-
 def _measure(
     backbone: str,
     runtime: str,
@@ -65,8 +54,8 @@ def _measure(
 ) -> InferenceTiming:
     one = to_model_input(random_faces(1, seed=1)).numpy()
     many = to_model_input(random_faces(batch, seed=2)).numpy()
-    latency = statistics.median(_time(lambda: run(one), latency_repeats, warmup=2))
-    total = sum(_time(lambda: run(many), throughput_repeats, warmup=1))
+    latency = statistics.median(time_calls(lambda: run(one), latency_repeats, warmup=2))
+    total = sum(time_calls(lambda: run(many), throughput_repeats, warmup=1))
     return InferenceTiming(backbone, runtime, latency * 1e3, batch * throughput_repeats / total, batch)
 
 

@@ -48,9 +48,7 @@ def register(subparsers: Any) -> None:
     )
     parser.add_argument("--no-hard-pairs", action="store_true", help="do not write val_hard.bin")
     parser.add_argument("--seed", type=int, default=0, help="dataset seed (default: 0)")
-    parser.add_argument(
-        "--workers", type=int, default=None, help="rendering processes (default: all cores)"
-    )
+    parser.add_argument("--workers", type=int, default=None, help="rendering processes (default: all cores)")
     parser.add_argument(
         "--nuisance",
         type=float,

@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from facescale.data.atomic import atomic_output, write_text_atomic
+from facescale.atomic import atomic_output, write_text_atomic
 from facescale.data.image_codec import decode_image
 from facescale.deploy.embedder import FACE_SIZE, Embedder, batches
 from facescale.deploy.faces import PHOTO_SUFFIXES

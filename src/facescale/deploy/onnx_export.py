@@ -23,13 +23,12 @@ from typing import Any
 import numpy as np
 import torch
 
-from facescale.data.atomic import atomic_output
+from facescale.atomic import atomic_output
 from facescale.deploy.embedder import FACE_SIZE, ONNX_FINGERPRINT_KEY, state_dict_fingerprint
 from facescale.errors import FacescaleError
 
 INPUT_NAME = "input"
 OUTPUT_NAME = "embedding"
-SAFETENSORS_SPEC_KEY = "facescale.backbone"
 DEFAULT_OPSET = 18
 INPUT_CONVENTION = (
     "RGB, 112x112 aligned to the ArcFace 5-point template, NCHW float32, (pixel - 127.5) / 127.5; "
@@ -223,16 +222,13 @@ def export_onnx(
 
 def export_safetensors(module: torch.nn.Module, spec: dict[str, Any], out: str | Path) -> None:
     """fp32 weights (and buffers) of ``module`` to ``out``, with the backbone spec in the metadata
-    under ``facescale.backbone`` (JSON ``{"name": ..., "kwargs": ...}``)."""
-    from safetensors.torch import save
+    under ``facescale.backbone`` (JSON ``{"name": ..., "kwargs": ...}``) and the weights' fingerprint."""
+    from facescale.models.factory import BackboneSpec
+    from facescale.models.loading import save_safetensors
 
-    state = {k: v.detach().contiguous() for k, v in inference_copy(module).state_dict().items()}
-    metadata = {
-        SAFETENSORS_SPEC_KEY: json.dumps(spec, sort_keys=True),
-        ONNX_FINGERPRINT_KEY: state_dict_fingerprint(state),
-    }
-    with atomic_output(out) as temp:
-        temp.write_bytes(save(state, metadata=metadata))
+    copy = inference_copy(module)
+    fingerprint = state_dict_fingerprint({k: v.detach().contiguous() for k, v in copy.state_dict().items()})
+    save_safetensors(copy, BackboneSpec.from_dict(spec, str(out)), out, {ONNX_FINGERPRINT_KEY: fingerprint})
 
 
 def describe_onnx(path: str | Path) -> dict[str, Any]:

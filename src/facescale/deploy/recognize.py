@@ -15,7 +15,7 @@ from typing import Any
 import cv2
 import numpy as np
 
-from facescale.data.atomic import atomic_output
+from facescale.atomic import atomic_output
 from facescale.deploy.faces import FacePipeline, read_photo
 from facescale.deploy.gallery import UNKNOWN, Gallery
 from facescale.errors import DataError, FacescaleError

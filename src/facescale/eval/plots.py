@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from facescale.data.atomic import atomic_output
+from facescale.atomic import atomic_output
 from facescale.eval.metrics import STANDARD_FARS, RocCurve
 
 

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from facescale.data.atomic import write_text_atomic
+from facescale.atomic import write_text_atomic
 from facescale.eval.ijb import IjbEvaluation
 from facescale.eval.metrics import STANDARD_FARS
 from facescale.eval.verification import VerificationResult

@@ -10,14 +10,13 @@ requested class range (memory-mapped, so a rank does not read the other ranks' r
 
 from __future__ import annotations
 
-import os
 import re
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import torch
 
+from facescale.atomic import torch_save_atomic
 from facescale.distributed.class_range import ClassRange, all_class_ranges
 from facescale.errors import FacescaleError
 
@@ -35,21 +34,7 @@ def write_shard(directory: str | Path, meta: dict[str, Any], tensors: dict[str, 
     directory.mkdir(parents=True, exist_ok=True)
     path = directory / shard_filename(meta["rank"], meta["world_size"])
     payload = {"meta": {"format": SHARD_FORMAT, **meta}, "tensors": {k: v.cpu() for k, v in tensors.items()}}
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=directory)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save(payload, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    dir_fd = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(dir_fd)
-    finally:
-        os.close(dir_fd)
+    torch_save_atomic(payload, path)
     return path
 
 

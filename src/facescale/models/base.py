@@ -20,6 +20,7 @@ Options shared by all families:
 
 from __future__ import annotations
 
+import abc
 import contextlib
 import functools
 from collections.abc import Iterable, Iterator
@@ -104,7 +105,7 @@ def run_blocks(blocks: Iterable[nn.Module], x: torch.Tensor, use_checkpoint: boo
     return x
 
 
-class FaceBackbone(nn.Module):
+class FaceBackbone(nn.Module, abc.ABC):
     """Base class: ``forward(x [B, 3, 112, 112]) -> embeddings [B, embedding_size]`` (not normalised).
 
     Subclasses implement ``forward_body`` (image -> features, may run in reduced precision) and
@@ -130,15 +131,17 @@ class FaceBackbone(nn.Module):
         """Whether blocks are recomputed in backward right now (only while training with grads)."""
         return self.grad_checkpoint and self.training and torch.is_grad_enabled()
 
+    @abc.abstractmethod
     def forward_body(self, x: torch.Tensor) -> torch.Tensor:
-        raise NotImplementedError
+        """The trunk: images ``[B, 3, 112, 112]`` -> features (runs under the body's autocast)."""
 
+    @abc.abstractmethod
     def forward_embedding(self, features: torch.Tensor) -> torch.Tensor:
-        raise NotImplementedError
+        """The embedding layers: features -> ``[B, embedding_size]`` (always outside autocast)."""
 
+    @abc.abstractmethod
     def embedding_dtype(self) -> torch.dtype:
         """The dtype of the embedding layer's weights; its input is cast to it."""
-        raise NotImplementedError
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """``x``: float ``[B, 3, 112, 112]`` in [-1, 1] -> ``[B, embedding_size]`` in the weights' dtype."""

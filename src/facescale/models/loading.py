@@ -18,9 +18,7 @@ from __future__ import annotations
 
 import functools
 import json
-import os
 import pickle
-import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -28,6 +26,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from facescale.atomic import atomic_output
 from facescale.errors import FacescaleError
 from facescale.models.base import BACKBONES
 from facescale.models.factory import BackboneSpec, build_backbone
@@ -78,7 +77,8 @@ def read_backbone_file(
 ) -> tuple[StateDict, BackboneSpec, str]:
     """(state_dict, spec, description of where it came from) for any accepted source.
 
-    With ``need_spec=False`` an unrecorded name is not inferred (the spec is then a placeholder).
+    With ``need_spec=False`` an unrecorded name is not inferred: the spec comes back with an empty name
+    (for callers that only need the weights).
     """
     path = Path(source)
     if not path.exists():
@@ -179,7 +179,9 @@ def _read_safetensors(path: Path, map_location: str | torch.device) -> tuple[Sta
     return _as_state_dict(state, str(path)), spec
 
 
-def save_safetensors(module: nn.Module, spec: BackboneSpec, path: str | Path) -> Path:
+def save_safetensors(
+    module: nn.Module, spec: BackboneSpec, path: str | Path, extra_metadata: dict[str, str] | None = None
+) -> Path:
     """Write ``module``'s fp32 weights and ``spec`` (metadata) to ``path``, atomically."""
     from safetensors.torch import save_file
 
@@ -188,16 +190,9 @@ def save_safetensors(module: nn.Module, spec: BackboneSpec, path: str | Path) ->
         k: (v.float() if v.is_floating_point() else v).detach().cpu().contiguous()
         for k, v in module.state_dict().items()
     }
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        save_file(state, tmp, metadata={SAFETENSORS_SPEC_KEY: json.dumps(spec.to_dict())})
-        with open(tmp, "rb") as f:
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_output(path) as tmp:
+        metadata = {SAFETENSORS_SPEC_KEY: json.dumps(spec.to_dict()), **(extra_metadata or {})}
+        save_file(state, str(tmp), metadata=metadata)
     return path
 
 

@@ -22,15 +22,15 @@ from typing import Any, Protocol
 
 import torch
 
+from facescale.atomic import fsync_path, torch_save_atomic, write_text_atomic
 from facescale.errors import FacescaleError
-from facescale.train.atomic import atomic_torch_save, atomic_write_text, fsync_dir
 
 TRAINER_FILE = "trainer.pt"
 LATEST_FILE = "latest"
 
 
 class ShardedHead(Protocol):
-    def save_shard(self, directory: str | Path) -> None: ...
+    def save_shard(self, directory: str | Path) -> Path: ...
     def load_shards(self, directory: str | Path) -> None: ...
 
 
@@ -86,15 +86,15 @@ class CheckpointManager:
             tmp.mkdir()
         self.ctx.barrier()
         head.save_shard(tmp)
-        atomic_torch_save(rng_state(), tmp / f"rng-rank{self.ctx.rank:05d}.pt")
+        torch_save_atomic(rng_state(), tmp / f"rng-rank{self.ctx.rank:05d}.pt")
         if self.ctx.rank == 0:
-            atomic_torch_save(trainer_state, tmp / TRAINER_FILE)
+            torch_save_atomic(trainer_state, tmp / TRAINER_FILE)
         self.ctx.barrier()
         if self.ctx.rank == 0:
             shutil.rmtree(final, ignore_errors=True)
             tmp.rename(final)
-            fsync_dir(self.root)
-            atomic_write_text(self.root / LATEST_FILE, final.name)
+            fsync_path(self.root)
+            write_text_atomic(self.root / LATEST_FILE, final.name)
             self._prune(keep_name=final.name)
         self.ctx.barrier()
         return final
@@ -128,6 +128,6 @@ def export_backbone(run_dir: str | Path, state_dict: dict[str, torch.Tensor], sp
     """``RUN/backbone.pth`` (plain fp32 state_dict, as insightface ships) + ``RUN/backbone.json``."""
     run_dir = Path(run_dir)
     weights = {k: (v.float() if v.is_floating_point() else v).cpu() for k, v in state_dict.items()}
-    atomic_torch_save(weights, run_dir / "backbone.pth")
-    atomic_write_text(run_dir / "backbone.json", json.dumps(spec, indent=2) + "\n")
+    torch_save_atomic(weights, run_dir / "backbone.pth")
+    write_text_atomic(run_dir / "backbone.json", json.dumps(spec, indent=2) + "\n")
     return run_dir / "backbone.pth"

@@ -14,7 +14,6 @@ makes N processes of batch B take exactly the step one process of batch N*B woul
 
 from __future__ import annotations
 
-import itertools
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -92,8 +91,15 @@ def train(cfg: Config, ctx: DistContext, resume: bool = False) -> TrainResult:
         )
     ctx.agree("data.num_classes", num_classes)
     ctx.agree("data.batch_size", cfg.data.batch_size)
+    on_gpu = device.type == "cuda"  # then batches are normalised on the device, the next one copied ahead
     loader = build_train_loader(
-        dataset, cfg.data, ctx.rank, ctx.world_size, cfg.train.seed, pin_memory=device.type == "cuda"
+        dataset,
+        cfg.data,
+        ctx.rank,
+        ctx.world_size,
+        cfg.train.seed,
+        pin_memory=on_gpu,
+        device=device if on_gpu else None,
     )
     steps_per_epoch = len(loader)
     if steps_per_epoch == 0:
@@ -115,7 +121,7 @@ def train(cfg: Config, ctx: DistContext, resume: bool = False) -> TrainResult:
     if cfg.model.init_weights:
         load_initial_weights(backbone, cfg.model.init_weights)
     if cfg.model.channels_last:
-        backbone = backbone.to(memory_format=torch.channels_last)
+        backbone = backbone.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
     head = build_head(cfg, num_classes, ctx)
     optimizer = build_optimizer(backbone, cfg.optim, schedule.base_lr)
     scaler = torch.amp.GradScaler(device.type, enabled=precision.uses_grad_scaler)
@@ -145,7 +151,7 @@ def train(cfg: Config, ctx: DistContext, resume: bool = False) -> TrainResult:
 
     model = ctx.wrap_data_parallel(backbone)
     if cfg.model.compile:
-        model = torch.compile(model)
+        model = torch.compile(model)  # type: ignore[assignment]
     val_sets = [load_set(path) for path in cfg.eval.bins] if ctx.rank == 0 else []
     monitor = TrainMonitor(
         run_dir,
@@ -192,10 +198,10 @@ def train(cfg: Config, ctx: DistContext, resume: bool = False) -> TrainResult:
     model.train()
     while step < total_steps:
         epoch, skip = divmod(step, steps_per_epoch)
-        loader.set_epoch(epoch)
         # A resumed run re-enters its epoch part way: the epoch's order is a pure function of
-        # (seed, epoch), so skipping the batches already used reproduces the uninterrupted run.
-        for images, labels in itertools.islice(loader, skip, None):
+        # (seed, epoch), so starting after the batches already used reproduces the uninterrupted run.
+        loader.set_epoch(epoch, start_batch=skip)
+        for images, labels in loader:
             images = images.to(device, non_blocking=True)
             labels = labels.to(device, non_blocking=True)
             if cfg.model.channels_last:
@@ -242,6 +248,9 @@ def train(cfg: Config, ctx: DistContext, resume: bool = False) -> TrainResult:
                 monitor.pause()
                 save(step, epoch)
                 monitor.resume()
+        report = loader.bad_data_report()
+        if report:
+            monitor.write(report)
 
     monitor.pause()
     epoch = (step - 1) // steps_per_epoch
@@ -249,11 +258,7 @@ def train(cfg: Config, ctx: DistContext, resume: bool = False) -> TrainResult:
     if ctx.rank == 0:
         export_backbone(run_dir, backbone.state_dict(), backbone_spec)
         verification = evaluate(step)
-    report = loader.bad_data_report()
-    if report:
-        monitor.write(report)
     samples_per_s = monitor.last_samples_per_s
     monitor.close()
     ctx.barrier()
     return TrainResult(run_dir, step, loss_value, samples_per_s, verification)
-
