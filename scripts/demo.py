@@ -32,7 +32,8 @@ REQUIRED_ACCURACY = 0.95
 
 def facescale(*args: str) -> None:
     print(f"\n$ facescale {shlex.join(args)}", flush=True)
-    subprocess.run([sys.executable, "-m", "facescale.cli.main", *args], cwd=ROOT, check=True)
+    if subprocess.run([sys.executable, "-m", "facescale.cli.main", *args], cwd=ROOT).returncode:
+        raise SystemExit(f"demo stopped: `facescale {args[0]}` failed (its message is above)")
 
 
 def generate_data() -> None:

@@ -1,0 +1,161 @@
+"""Training sets stored as one file per image.
+
+- ``label_txt`` (PLSC, Arcface-Paddle): ``root/label.txt`` lines ``images/00000001.jpg<TAB>0``,
+  paths relative to the root.
+- ``image_bin`` (Arcface-Paddle): the same listing pointing at per-image bin files.
+- ``image_folder``: one sub-folder per identity; sorted folder names give labels 0..C-1.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from facescale.data.face_dataset import DATASETS, FaceDataset
+from facescale.data.image_bin import read_image_bin
+from facescale.errors import DataError
+
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
+
+
+def parse_label_file(path: Path) -> tuple[list[str], np.ndarray, list[int]]:
+    """``(relative paths, int64 labels, line numbers)`` from ``path<TAB>label`` lines.
+
+    A tab separates path and label when present (paths may hold spaces); otherwise the last
+    run of whitespace does, as in Arcface-Paddle's README examples.
+    """
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as e:
+        raise DataError(f"{path}: cannot read the label file ({e.strerror})") from None
+    paths: list[str] = []
+    labels: list[int] = []
+    lines: list[int] = []
+    for number, line in enumerate(text.splitlines(), start=1):
+        if not line.strip() or line.lstrip().startswith("#"):
+            continue
+        fields = line.rsplit("\t", 1) if "\t" in line else line.rsplit(None, 1)
+        if len(fields) != 2:
+            raise DataError(f"{path}:{number}: expected 'relative/path<TAB>label', got {line!r}")
+        try:
+            label = int(fields[1])
+        except ValueError:
+            raise DataError(f"{path}:{number}: label {fields[1].strip()!r} is not an integer") from None
+        paths.append(fields[0].strip())
+        labels.append(label)
+        lines.append(number)
+    return paths, np.asarray(labels, dtype=np.int64), lines
+
+
+class ImageFileDataset(FaceDataset):
+    """One image file per sample: ``base / paths[i]``.
+
+    Paths are kept as one numpy byte-string array rather than millions of Path objects: a
+    5-million-image list then costs ~150 MB instead of gigabytes, and forked loader workers
+    share it without touching reference counts (which would copy every page).
+    """
+
+    def __init__(
+        self,
+        root: Path,
+        base: Path,
+        paths: list[str],
+        labels: np.ndarray,
+        label_file: Path | None,
+        lines: list[int] | None = None,
+        class_names: list[str] | None = None,
+    ) -> None:
+        super().__init__(root, labels)
+        self.base = base
+        self.paths = np.array([p.encode("utf-8") for p in paths], dtype=np.bytes_)
+        self.label_file = label_file
+        self.lines = np.asarray(lines if lines is not None else [], dtype=np.int64)
+        self.class_names = class_names or []
+
+    def file(self, i: int) -> Path:
+        return self.base / self.paths[i].decode("utf-8")
+
+    def describe(self, i: int) -> str:
+        if self.label_file is not None:
+            return f"{self.file(i)} ({self.label_file} line {self.lines[i]})"
+        return f"{self.file(i)} (identity {self.labels[i]} {self.class_names[self.labels[i]]!r})"
+
+    def _read_file(self, i: int) -> bytes:
+        try:
+            return self.file(i).read_bytes()
+        except OSError as e:
+            raise DataError(f"{self.describe(i)}: cannot read ({e.strerror})") from None
+
+    def read(self, i: int) -> bytes:
+        return self._read_file(i)
+
+    def _select(self, keep: np.ndarray) -> None:
+        self.paths = self.paths[keep]
+        if self.label_file is not None:
+            self.lines = self.lines[keep]
+
+
+class ImageBinDataset(ImageFileDataset):
+    """Arcface-Paddle per-image bins listed in ``label.txt``; each read unwraps the bin."""
+
+    def read(self, i: int) -> bytes:
+        path = self.file(i)
+        if not path.is_file():
+            raise DataError(f"{self.describe(i)}: per-image bin file not found")
+        return read_image_bin(path)[1]
+
+
+def _label_file(root: Path) -> tuple[Path, Path]:
+    """``(folder the paths are relative to, label file)`` for a root folder or a label file."""
+    if root.is_file():
+        return root.parent, root
+    label_file = root / "label.txt"
+    if not label_file.is_file():
+        raise DataError(f"{root}: no label.txt (expected lines 'images/00000001.jpg<TAB>0')")
+    return root, label_file
+
+
+def _listed(root: Path, cls: type[ImageFileDataset]) -> ImageFileDataset:
+    base, label_file = _label_file(root)
+    relative, labels, lines = parse_label_file(label_file)
+    return cls(root, base, relative, labels, label_file, lines)
+
+
+@DATASETS.register("label_txt")
+def open_label_txt(root: Path) -> ImageFileDataset:
+    """Images listed in ``root/label.txt`` (or ``root`` itself when it is the label file)."""
+    return _listed(root, ImageFileDataset)
+
+
+@DATASETS.register("image_bin")
+def open_image_bin(root: Path) -> ImageFileDataset:
+    """Arcface-Paddle per-image bins listed in ``root/label.txt``."""
+    return _listed(root, ImageBinDataset)
+
+
+def identity_folders(root: Path) -> list[Path]:
+    """Sub-folders of ``root`` that hold at least one image, sorted by name (label = position)."""
+    if not root.is_dir():
+        raise DataError(f"{root}: no such folder (data.root)")
+    return [d for d in sorted(root.iterdir()) if d.is_dir() and any(_images_in(d))]
+
+
+def _images_in(folder: Path) -> list[Path]:
+    return sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+
+
+@DATASETS.register("image_folder")
+def open_image_folder(root: Path) -> ImageFileDataset:
+    """One sub-folder per identity; images inside sorted by name; labels by sorted folder name."""
+    paths: list[str] = []
+    labels: list[int] = []
+    folders = identity_folders(root)
+    for label, folder in enumerate(folders):
+        for image in _images_in(folder):
+            paths.append(f"{folder.name}/{image.name}")
+            labels.append(label)
+    names = [f.name for f in folders]
+    dataset = ImageFileDataset(root, root, paths, np.asarray(labels, dtype=np.int64), None, class_names=names)
+    dataset.num_classes = len(folders)
+    return dataset

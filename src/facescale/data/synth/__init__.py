@@ -1,0 +1,1 @@
+"""facescale.data.synth."""
