@@ -67,7 +67,7 @@ def read_checkpoint(directory: str | Path) -> list[tuple[Path, dict[str, Any], d
         raise FacescaleError(f"head checkpoint folder {directory} does not exist")
     paths = sorted(p for p in directory.iterdir() if SHARD_PATTERN.match(p.name))
     if not paths:
-        raise FacescaleError(f"no head shard files (head-rankXXXXX-of-XXXXX.pt) in {directory}")
+        raise FacescaleError(f"no head shard files (head-rank*-of-*.pt) in {directory}")
     worlds = sorted({int(SHARD_PATTERN.match(p.name).group(2)) for p in paths})  # type: ignore[union-attr]
     if len(worlds) > 1:
         raise FacescaleError(f"{directory} mixes head shards from world sizes {worlds}")
