@@ -11,7 +11,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from facescale.bench.timing import median_ms
-from facescale.deploy.gallery import FlatIPIndex, l2_normalize
+from facescale.deploy.gallery import FlatIPIndex
+from facescale.eval.verification import l2_normalize
 
 
 @dataclass

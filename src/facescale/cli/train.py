@@ -38,12 +38,13 @@ def run(args: argparse.Namespace) -> int:
     from facescale.config import load_config
     from facescale.distributed.context import context_from_environ
     from facescale.errors import ConfigError
+    from facescale.models.loading import CONFIG_FILE
     from facescale.train.trainer import train
 
     if args.resume:
         if args.config:
             raise ConfigError("--resume uses the run's own config.yaml; give changes with -o, not -c")
-        saved = Path(args.resume) / "config.yaml"
+        saved = Path(args.resume) / CONFIG_FILE
         if not saved.exists():
             raise ConfigError(
                 f"--resume {args.resume}: {saved} does not exist (not a facescale run directory?)"

@@ -221,12 +221,6 @@ class TrainLoader:
         self._sampler.epoch = self.epoch
         self._sampler.start_batch = int(start_batch)
 
-    def batches(self, epoch: int) -> list[np.ndarray]:
-        """This rank's sample indices for ``epoch``, batch by batch."""
-        return rank_batches(
-            len(self.dataset), self.cfg.batch_size, self.rank, self.world_size, self.seed, epoch
-        )
-
     def _accept(self, batch: Batch) -> Batch:
         if batch.error is not None:
             raise DataError(batch.error)

@@ -22,9 +22,9 @@ from facescale.atomic import atomic_output, write_text_atomic
 from facescale.data.image_codec import decode_image
 from facescale.deploy.embedder import FACE_SIZE, Embedder, batches
 from facescale.deploy.faces import PHOTO_SUFFIXES
-from facescale.deploy.gallery import l2_normalize
 from facescale.deploy.mtcnn import MTCNN
 from facescale.errors import DataError, FacescaleError
+from facescale.eval.verification import l2_normalize
 
 
 @dataclass
@@ -161,7 +161,7 @@ def extract_embeddings(
         for _part, images in _image_batches(collection, batch_size, detector, workers):
             embeddings = embedder.embed(images)
             if normalize:
-                embeddings = l2_normalize(embeddings)
+                embeddings = l2_normalize(embeddings, dtype=np.float32)
             f.write(np.ascontiguousarray(embeddings, dtype="<f4").tobytes())
             bar.update(len(images))
     bar.close()

@@ -24,6 +24,7 @@ import numpy as np
 from facescale.atomic import atomic_output
 from facescale.deploy.embedder import Embedder
 from facescale.errors import DataError, FacescaleError
+from facescale.eval.verification import l2_normalize
 
 GALLERY_KEY = "facescale.gallery"
 FORMAT_VERSION = 1
@@ -39,12 +40,6 @@ BLAS_MIN_QUERIES = 20
 def default_threshold(embedder: Embedder) -> float:
     """The embedder's ``suggested_threshold`` when it has one, else :data:`DEFAULT_THRESHOLD`."""
     return float(getattr(embedder, "suggested_threshold", DEFAULT_THRESHOLD))
-
-
-def l2_normalize(x: np.ndarray, eps: float = 1e-12) -> np.ndarray:
-    """Rows of ``x`` (``[N, D]``) scaled to unit length, float32."""
-    x = np.asarray(x, dtype=np.float32)
-    return x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), eps)
 
 
 class FlatIPIndex:
@@ -132,7 +127,7 @@ class Gallery:
                 f"person {name!r}: expected embeddings [K>=1, {self.embedding_size}], "
                 f"got {list(embeddings.shape)}"
             )
-        total = l2_normalize(embeddings).sum(0)
+        total = l2_normalize(embeddings, dtype=np.float32).sum(0)
         if name in self.names:
             i = self.names.index(name)
             self.sums[i] += total
@@ -154,7 +149,7 @@ class Gallery:
 
     def centroids(self) -> np.ndarray:
         """float32 ``[P, D]``: each person's mean normalised embedding, re-normalised."""
-        return l2_normalize(self.sums.reshape(-1, self.embedding_size))
+        return l2_normalize(self.sums.reshape(-1, self.embedding_size), dtype=np.float32)
 
     def identify(self, embeddings: np.ndarray, threshold: float | None = None) -> list[Match]:
         """The best match for each of the ``[Q, D]`` raw embeddings."""
@@ -170,7 +165,7 @@ class Gallery:
         if self._index is None:
             self._index = FlatIPIndex(self.centroids())
         threshold = self.threshold if threshold is None else threshold
-        scores, indices = self._index.search(l2_normalize(embeddings), 1)
+        scores, indices = self._index.search(l2_normalize(embeddings, dtype=np.float32), 1)
         matches = []
         for score, index in zip(scores[:, 0], indices[:, 0]):
             nearest = self.names[int(index)]

@@ -109,11 +109,17 @@ def verify_pairs(
     where: str,
     threads: int | None = None,
     fars: Sequence[float] = STANDARD_FARS,
+    rows: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> tuple[np.ndarray, RocCurve, dict[float, float]]:
-    """``(scores [P], ROC, {far: TAR})`` of the template pairs ``(t1, t2, is_genuine)``."""
+    """``(scores [P], ROC, {far: TAR})`` of the template pairs ``(t1, t2, is_genuine)``.
+
+    ``rows``: the pairs' row indices into ``template_ids`` when already known (they depend only on
+    the template ids, not on the features, so an ablation over modes looks them up once).
+    """
     t1, t2, genuine = pairs
-    rows1 = template_rows(template_ids, t1, where)
-    rows2 = template_rows(template_ids, t2, where)
+    if rows is None:
+        rows = template_rows(template_ids, t1, where), template_rows(template_ids, t2, where)
+    rows1, rows2 = rows
     scores = score_pairs(template_features, rows1, rows2, threads=threads)
     curve = roc_curve(scores, genuine)
     return scores, curve, {float(f): curve.tar_at_far(f) for f in fars}
@@ -129,6 +135,8 @@ def evaluate_modes(
 ) -> tuple[list[IjbVerificationResult], tuple[np.ndarray, np.ndarray]]:
     """1:1 results for each mode, and the first mode's ``(template ids, template features)``."""
     results, first = [], None
+    where = str(layout.template_pair_label)
+    rows: tuple[np.ndarray, np.ndarray] | None = None
     for mode in modes:
         image_features = image_level_features(
             features.features, features.flipped, faces.faceness, mode.flip, mode.keep_norm, mode.use_score
@@ -136,9 +144,8 @@ def evaluate_modes(
         template_ids, template_features = pool_templates(image_features, faces.templates, faces.medias)
         if first is None:
             first = (template_ids, template_features)
-        _, curve, tars = verify_pairs(
-            template_ids, template_features, pairs, str(layout.template_pair_label), threads
-        )
+            rows = template_rows(template_ids, pairs[0], where), template_rows(template_ids, pairs[1], where)
+        _, curve, tars = verify_pairs(template_ids, template_features, pairs, where, threads, rows=rows)
         results.append(
             IjbVerificationResult(
                 target=layout.target,

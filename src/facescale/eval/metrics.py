@@ -38,11 +38,6 @@ class RocCurve:
         index = int(np.searchsorted(self.fpr, far, side="right")) - 1
         return float(self.tpr[index]) if index >= 0 else 0.0
 
-    def threshold_at_far(self, far: float) -> float:
-        """The threshold of the ROC point :meth:`tar_at_far` reads."""
-        index = int(np.searchsorted(self.fpr, far, side="right")) - 1
-        return float(self.thresholds[max(index, 0)])
-
     def auc(self) -> float:
         """Area under the ROC (trapezoids; ties count half, like the Mann-Whitney statistic)."""
         return float(np.sum(np.diff(self.fpr) * (self.tpr[1:] + self.tpr[:-1]) / 2.0))

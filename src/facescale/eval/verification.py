@@ -86,8 +86,9 @@ def flip_images(images: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(images[:, :, ::-1])
 
 
-def l2_normalize(x: np.ndarray, eps: float = 1e-12) -> np.ndarray:
-    """Rows of ``x`` ``[n, D]`` scaled to unit L2 norm (zero rows stay zero)."""
+def l2_normalize(x: np.ndarray, eps: float = 1e-12, dtype: type | None = None) -> np.ndarray:
+    """Rows of ``x`` ``[n, D]`` scaled to unit L2 norm (zero rows stay zero), cast to ``dtype`` first."""
+    x = np.asarray(x, dtype=dtype)
     norms = np.linalg.norm(x, axis=1, keepdims=True)
     return x / np.maximum(norms, eps)
 

@@ -299,8 +299,8 @@ class PartialFC:
                 buf = state.get("momentum_buffer")
                 out["momentum"] = buf if buf is not None else torch.zeros_like(weight)
         else:
-            out["exp_avg"] = state.get("exp_avg", torch.zeros_like(weight))
-            out["exp_avg_sq"] = state.get("exp_avg_sq", torch.zeros_like(weight))
+            for name in ("exp_avg", "exp_avg_sq"):  # zeros only before the first step, not on every save
+                out[name] = state[name] if name in state else torch.zeros_like(weight)
             steps = int(state["step"]) if "step" in state else 0
             out["step"] = torch.full((self.num_local,), steps, dtype=torch.int32)
         return out

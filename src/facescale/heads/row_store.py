@@ -26,10 +26,6 @@ class DeviceRowStore:
         self.device = device
         self.tensors = {name: t.to(device) for name, t in tensors.items()}
 
-    @property
-    def num_rows(self) -> int:
-        return next(iter(self.tensors.values())).shape[0]
-
     def nbytes(self) -> int:
         """Bytes held by all tensors (the training state of this rank's classes)."""
         return sum(t.numel() * t.element_size() for t in self.tensors.values())

@@ -6,9 +6,7 @@
 
 from __future__ import annotations
 
-import dataclasses
 import inspect
-import json
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -42,9 +40,6 @@ class BackboneSpec:
 
     def to_dict(self) -> dict[str, Any]:
         return {"name": self.name, "kwargs": dict(self.kwargs)}
-
-    def to_json(self) -> str:
-        return json.dumps(self.to_dict(), indent=2, sort_keys=True)
 
     @classmethod
     def from_dict(cls, data: Any, where: str) -> BackboneSpec:
@@ -126,8 +121,3 @@ def backbone_from_config(cfg: ModelConfig, amp_body: str | None = None) -> nn.Mo
 def spec_from_config(cfg: ModelConfig) -> BackboneSpec:
     """The spec to save with a run: the architecture options of ``cfg``, runtime ones left out."""
     return BackboneSpec(cfg.name, config_kwargs(cfg)).for_inference()
-
-
-def default_config(name: str) -> ModelConfig:
-    """A ModelConfig selecting ``name`` with every other field at its default."""
-    return dataclasses.replace(ModelConfig(), name=name)

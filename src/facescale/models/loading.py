@@ -32,9 +32,26 @@ from facescale.models.base import BACKBONES
 from facescale.models.factory import BackboneSpec, build_backbone
 
 SAFETENSORS_SPEC_KEY = "facescale.backbone"
+# The run directory's layout (written by facescale.train; read here, by eval and by deploy).
+CONFIG_FILE = "config.yaml"
 SPEC_FILE = "backbone.json"
 WEIGHTS_FILE = "backbone.pth"
+CHECKPOINTS_DIR = "checkpoints"
+LATEST_FILE = "latest"  # inside CHECKPOINTS_DIR: the name of the newest complete step directory
 TRAINER_FILE = "trainer.pt"
+
+
+def latest_step_dir(run: str | Path) -> Path | None:
+    """The newest complete checkpoint of run directory ``run``, or None when it has none."""
+    pointer = Path(run) / CHECKPOINTS_DIR / LATEST_FILE
+    if not pointer.exists():
+        return None
+    step_dir = pointer.parent / pointer.read_text().strip()
+    if not (step_dir / TRAINER_FILE).exists():
+        raise FacescaleError(f"{pointer} names {step_dir.name}, which has no {TRAINER_FILE}")
+    return step_dir
+
+
 WRAPPER_PREFIXES = ("module.", "_orig_mod.")  # DDP and torch.compile add these to every key
 SHOWN_KEYS = 5
 
@@ -108,16 +125,12 @@ def _read_run_dir(
 ) -> tuple[StateDict, BackboneSpec, str]:
     if (run / WEIGHTS_FILE).exists():
         return read_backbone_file(run / WEIGHTS_FILE, name, map_location)
-    pointer = run / "checkpoints" / "latest"
-    if not pointer.exists():
+    step_dir = latest_step_dir(run)
+    if step_dir is None:
         raise FacescaleError(
-            f"{run} is not a facescale run: it has neither {WEIGHTS_FILE} nor checkpoints/latest"
+            f"{run} is not a facescale run: it has neither {WEIGHTS_FILE} nor {CHECKPOINTS_DIR}/{LATEST_FILE}"
         )
-    step_dir = pointer.parent / pointer.read_text().strip()
-    trainer = step_dir / TRAINER_FILE
-    if not trainer.exists():
-        raise FacescaleError(f"{pointer} names {step_dir.name}, which has no {TRAINER_FILE}")
-    return read_backbone_file(trainer, name, map_location)
+    return read_backbone_file(step_dir / TRAINER_FILE, name, map_location)
 
 
 def _torch_load(path: Path, map_location: str | torch.device) -> Any:

@@ -24,9 +24,14 @@ import torch
 
 from facescale.atomic import fsync_path, torch_save_atomic, write_text_atomic
 from facescale.errors import FacescaleError
-
-TRAINER_FILE = "trainer.pt"
-LATEST_FILE = "latest"
+from facescale.models.loading import (
+    CHECKPOINTS_DIR,
+    LATEST_FILE,
+    SPEC_FILE,
+    TRAINER_FILE,
+    WEIGHTS_FILE,
+    latest_step_dir,
+)
 
 
 class ShardedHead(Protocol):
@@ -62,19 +67,14 @@ class CheckpointManager:
     """Writes and finds checkpoints under ``run_dir/checkpoints``; keeps the newest ``keep``."""
 
     def __init__(self, run_dir: str | Path, ctx: Barrier, keep: int = 2) -> None:
-        self.root = Path(run_dir) / "checkpoints"
+        self.run_dir = Path(run_dir)
+        self.root = self.run_dir / CHECKPOINTS_DIR
         self.ctx = ctx
         self.keep = max(1, keep)
 
     def latest(self) -> Path | None:
         """The newest complete step directory, or None when the run has none."""
-        pointer = self.root / LATEST_FILE
-        if not pointer.exists():
-            return None
-        step_dir = self.root / pointer.read_text().strip()
-        if not (step_dir / TRAINER_FILE).exists():
-            raise FacescaleError(f"{pointer} names {step_dir.name}, which has no {TRAINER_FILE}")
-        return step_dir
+        return latest_step_dir(self.run_dir)
 
     def save(self, step: int, trainer_state: dict[str, Any], head: ShardedHead) -> Path:
         """Collective: every rank calls it with its own head shard; returns the step directory."""
@@ -128,6 +128,6 @@ def export_backbone(run_dir: str | Path, state_dict: dict[str, torch.Tensor], sp
     """``RUN/backbone.pth`` (plain fp32 state_dict, as insightface ships) + ``RUN/backbone.json``."""
     run_dir = Path(run_dir)
     weights = {k: (v.float() if v.is_floating_point() else v).cpu() for k, v in state_dict.items()}
-    torch_save_atomic(weights, run_dir / "backbone.pth")
-    write_text_atomic(run_dir / "backbone.json", json.dumps(spec, indent=2) + "\n")
-    return run_dir / "backbone.pth"
+    torch_save_atomic(weights, run_dir / WEIGHTS_FILE)
+    write_text_atomic(run_dir / SPEC_FILE, json.dumps(spec, indent=2) + "\n")
+    return run_dir / WEIGHTS_FILE

@@ -8,6 +8,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+import torch
+
 
 def format_duration(seconds: float) -> str:
     return str(datetime.timedelta(seconds=int(max(0.0, seconds))))
@@ -37,7 +39,7 @@ class TrainMonitor:
         self.enabled = enabled
         self._window_start = time.perf_counter()
         self._window_steps = 0
-        self._loss_sum = 0.0
+        self._loss_sum: torch.Tensor | float = 0.0
         self._loss_count = 0
         self.last_samples_per_s = 0.0
         self.writer = None
@@ -53,21 +55,26 @@ class TrainMonitor:
 
             self.bar = tqdm(total=total_steps, initial=start_step, unit="step", dynamic_ncols=True)
 
-    def step(self, step: int, epoch: int, loss: float, lr: float) -> None:
-        """Called after every optimisation step (``step`` counts completed steps)."""
+    def step(self, step: int, epoch: int, loss: torch.Tensor, lr: float) -> None:
+        """Called after every optimisation step (``step`` counts completed steps).
+
+        ``loss`` stays on its device and is summed there: reading it would wait for the device
+        every step, so it is read only when a line is logged.
+        """
         if not self.enabled:
             return
         self._window_steps += 1
-        self._loss_sum += loss
+        self._loss_sum = self._loss_sum + loss.detach().float()
         self._loss_count += 1
         if self.bar is not None:
             self.bar.update(1)
-            self.bar.set_postfix(loss=f"{loss:.3f}", lr=f"{lr:.4g}", refresh=False)
         if step % self.log_every and step != self.total_steps:
             return
         elapsed = time.perf_counter() - self._window_start
         samples_per_s = self._window_steps * self.global_batch / max(elapsed, 1e-9)
-        mean_loss = self._loss_sum / max(1, self._loss_count)
+        mean_loss = float(self._loss_sum) / max(1, self._loss_count)
+        if self.bar is not None:
+            self.bar.set_postfix(loss=f"{mean_loss:.3f}", lr=f"{lr:.4g}")
         remaining = (self.total_steps - step) * self.global_batch / max(samples_per_s, 1e-9)
         self.last_samples_per_s = samples_per_s
         self.write(

@@ -6,10 +6,10 @@ the class centres and updates only its sampled rows itself (heads/partial_fc.py)
 
 The backward pass runs in two stages. The head computes in fp32 on a detached copy of the
 embeddings, so its gradients are never loss-scaled; the embedding gradient is then pushed
-through the backbone, scaled for fp16 and multiplied by the world size. The head's loss is
-the mean over the *global* batch, and its all-gather returns each rank the exact gradient of
-that mean for its own samples; DDP then averages over ranks, so the factor ``world_size``
-makes N processes of batch B take exactly the step one process of batch N*B would.
+through the backbone (scaled for fp16). The head's loss is the mean over the *global* batch,
+and its all-gather returns each rank the exact gradient of that mean for its own samples;
+DDP then *sums* the backbone gradients over ranks (``exact_gradients=True``) instead of
+averaging them, so N processes of batch B take exactly the step one process of batch N*B would.
 """
 
 from __future__ import annotations
@@ -31,7 +31,7 @@ from facescale.eval.verification import VerificationResult, evaluate_verificatio
 from facescale.heads.partial_fc import build_head
 from facescale.models import backbone_from_config
 from facescale.models.factory import spec_from_config
-from facescale.models.loading import load_initial_weights
+from facescale.models.loading import CONFIG_FILE, latest_step_dir, load_initial_weights
 from facescale.train.checkpoint import CheckpointManager, export_backbone
 from facescale.train.monitor import TrainMonitor
 from facescale.train.optim import build_optimizer, scaled_lr, set_lr
@@ -64,7 +64,7 @@ def verify(
 
 def prepare_run_dir(cfg: Config, resume: bool) -> Path:
     run_dir = Path(cfg.train.output)
-    has_checkpoints = (run_dir / "checkpoints" / "latest").exists()
+    has_checkpoints = latest_step_dir(run_dir) is not None
     if has_checkpoints and not resume:
         raise FacescaleError(
             f"run directory {run_dir} already holds checkpoints; continue it with "
@@ -101,12 +101,7 @@ def train(cfg: Config, ctx: DistContext, resume: bool = False) -> TrainResult:
         pin_memory=on_gpu,
         device=device if on_gpu else None,
     )
-    steps_per_epoch = len(loader)
-    if steps_per_epoch == 0:
-        raise DataError(
-            f"{cfg.data.root}: {len(dataset)} images is less than one global batch "
-            f"({cfg.data.batch_size} x {ctx.world_size} processes)"
-        )
+    steps_per_epoch = len(loader)  # the loader refuses a dataset smaller than one global batch
     total_steps = cfg.train.max_steps or cfg.train.epochs * steps_per_epoch
     global_batch = cfg.data.batch_size * ctx.world_size
     schedule = PolynomialWarmup(
@@ -144,12 +139,12 @@ def train(cfg: Config, ctx: DistContext, resume: bool = False) -> TrainResult:
         optimizer.load_state_dict(state["optimizer"])
         scaler.load_state_dict(state["scaler"])
         step = int(state["step"])
-    elif ctx.rank == 0:
+    if ctx.rank == 0:  # on resume too: overrides given then (e.g. more epochs) must survive the next resume
         run_dir.mkdir(parents=True, exist_ok=True)
-        save_config(cfg, run_dir / "config.yaml")
+        save_config(cfg, run_dir / CONFIG_FILE)
     ctx.barrier()
 
-    model = ctx.wrap_data_parallel(backbone)
+    model = ctx.wrap_data_parallel(backbone, exact_gradients=True)
     if cfg.model.compile:
         model = torch.compile(model)  # type: ignore[assignment]
     val_sets = [load_set(path) for path in cfg.eval.bins] if ctx.rank == 0 else []
@@ -215,10 +210,7 @@ def train(cfg: Config, ctx: DistContext, resume: bool = False) -> TrainResult:
             loss = head(features, labels)
             loss.backward()
             assert features.grad is not None
-            embedding_grad = features.grad * ctx.world_size
-            if scaler.is_enabled():
-                embedding_grad = embedding_grad * scaler.get_scale()
-            embeddings.backward(embedding_grad.to(embeddings.dtype))
+            embeddings.backward(scaler.scale(features.grad).to(embeddings.dtype))
 
             if cfg.optim.clip_grad_norm > 0:
                 scaler.unscale_(optimizer)
@@ -229,13 +221,15 @@ def train(cfg: Config, ctx: DistContext, resume: bool = False) -> TrainResult:
             head.step(lr)
 
             step += 1
-            loss_value = float(loss.detach())
-            if not math.isfinite(loss_value):
-                raise FacescaleError(
-                    f"loss became {loss_value} at step {step} (lr {lr:.4g}); lower optim.lr or "
-                    "raise optim.warmup_epochs"
-                )
-            monitor.step(step, epoch, loss_value, lr)
+            monitor.step(step, epoch, loss.detach(), lr)
+            # Reading the loss waits for the device, so only at log steps (same value on every rank).
+            if step % cfg.train.log_every == 0 or step == total_steps:
+                loss_value = float(loss.detach())
+                if not math.isfinite(loss_value):
+                    raise FacescaleError(
+                        f"loss became {loss_value} at step {step} (lr {lr:.4g}); lower optim.lr or "
+                        "raise optim.warmup_epochs"
+                    )
             if step == total_steps:
                 break
             if cfg.train.eval_every and step % cfg.train.eval_every == 0:

@@ -99,12 +99,6 @@ class Painter:
         """Fill the polygon through canonical ``points`` ``[K, 2]``."""
         cv2.fillPoly(self.image, [self._fixed(points, z)], _cv_color(color), cv2.LINE_AA, _SHIFT)
 
-    def fill_many(self, polygons: list[np.ndarray], color: Color, z: float | None = None) -> None:
-        """Fill several polygons of one colour in one OpenCV call."""
-        if polygons:
-            fixed = [self._fixed(p, z) for p in polygons]
-            cv2.fillPoly(self.image, fixed, _cv_color(color), cv2.LINE_AA, _SHIFT)
-
     def stroke(
         self,
         points: np.ndarray,
