@@ -129,7 +129,6 @@ def test_bad_inputs_give_clear_messages(tmp_path: Path) -> None:
 
 
 def test_safetensors_export_loads_back_through_open_embedder(tmp_path: Path) -> None:
-    pytest.importorskip("facescale.models.loading", reason="models.loading (engineer B) not in the tree yet")
     from facescale.models import build_backbone
 
     torch.manual_seed(2)
@@ -144,7 +143,6 @@ def test_safetensors_export_loads_back_through_open_embedder(tmp_path: Path) -> 
 
 
 def test_export_cli_writes_a_checked_onnx_model(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    pytest.importorskip("facescale.models.loading", reason="models.loading (engineer B) not in the tree yet")
     from facescale.cli.main import main
     from facescale.models import build_backbone
 
