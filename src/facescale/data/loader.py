@@ -26,6 +26,7 @@ from facescale.data.augment import Augmenter
 from facescale.data.face_dataset import FaceDataset
 from facescale.data.image_codec import decode_image
 from facescale.errors import DataError, FacescaleError
+from facescale.models.preprocess import normalize
 
 IMAGE_SIZE = (112, 112)
 _MAX_LISTED = 10
@@ -43,11 +44,6 @@ def rank_batches(
     steps = num_samples // (batch_size * world_size)
     share = epoch_permutation(num_samples, seed, epoch)[rank::world_size][: steps * batch_size]
     return [share[i * batch_size : (i + 1) * batch_size] for i in range(steps)]
-
-
-def normalize(images_uint8: torch.Tensor) -> torch.Tensor:
-    """uint8 ``[B, 3, H, W]`` -> float32 ``(x - 127.5) / 127.5`` in [-1, 1] (insightface's input)."""
-    return images_uint8.to(torch.float32).sub_(127.5).div_(127.5)
 
 
 @dataclass

@@ -17,6 +17,7 @@ import numpy as np
 
 from facescale.deploy.alignment import align_face
 from facescale.errors import FacescaleError
+from facescale.models.preprocess import normalize_array
 
 if TYPE_CHECKING:
     import torch
@@ -175,7 +176,7 @@ class OnnxEmbedder:
         images = check_aligned_batch(images)
         out = np.zeros((len(images), self.embedding_size), dtype=np.float32)
         for part in batches(len(images), self.batch_size):
-            x = (images[part].astype(np.float32).transpose(0, 3, 1, 2) - 127.5) / 127.5
+            x = normalize_array(images[part])
             n = len(x)
             if self.fixed_batch and n < self.fixed_batch:  # a fixed-batch model: pad the last batch
                 x = np.concatenate([x, np.zeros((self.fixed_batch - n, *x.shape[1:]), np.float32)])
