@@ -8,6 +8,10 @@ BIN    := $(VENV)/bin
 # (see README) and run `make venv TORCH_SPEC=` to keep it.
 TORCH_SPEC ?= torch==2.13.0
 STAMP  := $(VENV)/.facescale-installed
+# The tests also cover the DALI loader (DALI decodes on the CPU when there is no GPU); the demo
+# does not need it, so only `make test` installs it (about 1 GB). DALI_SPEC= skips it.
+DALI_SPEC  ?= nvidia-dali-cuda120==2.4.0
+DALI_STAMP := $(VENV)/.dali-installed
 
 .PHONY: venv demo test lint typecheck pytest clean
 
@@ -24,6 +28,10 @@ $(STAMP): pyproject.toml Makefile
 	$(BIN)/python -m pip install -q --no-deps "insightface==2.1"
 	touch $(STAMP)
 
+$(DALI_STAMP): $(STAMP)
+	if [ -n "$(DALI_SPEC)" ]; then $(BIN)/python -m pip install -q "$(DALI_SPEC)"; fi
+	touch $(DALI_STAMP)
+
 demo: $(STAMP)
 	$(BIN)/python scripts/demo.py
 
@@ -34,7 +42,7 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(BIN)/mypy src/facescale
 
-pytest: $(STAMP)
+pytest: $(STAMP) $(DALI_STAMP)
 	$(BIN)/python -m pytest tests
 
 test: lint typecheck pytest

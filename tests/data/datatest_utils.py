@@ -30,3 +30,17 @@ def write_im2rec(folder, labels, keys=None, array_labels: bool = False, name: st
             value = [float(label), 0.25, 7.0] if array_labels else float(label)
             writer.write(key, pack_payload(value, image, id1=key))
     return images
+
+
+def write_rec_with_bad_records(folder) -> None:
+    """Nine records under keys 0..8, label ``key % 4`` (key 8: 1); bad: 2 (not an image),
+    5 (truncated JPEG), 8 (corrupt inside, end marker intact)."""
+    from facescale.data.recordio import RecordIOWriter, pack_payload
+
+    good = [face_jpeg(i) for i in range(8)]
+    corrupt = good[0][:200] + b"\0" * 50 + good[0][250:]  # keeps its end marker, broken inside
+    with RecordIOWriter(folder / "train.rec", folder / "train.idx") as writer:
+        for key in range(8):
+            image = {2: b"this is not a jpeg", 5: good[5][: len(good[5]) // 2]}.get(key, good[key])
+            writer.write(key, pack_payload(float(key % 4), image))
+        writer.write(8, pack_payload(1.0, corrupt))

@@ -5,13 +5,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from datatest_utils import face_jpeg, write_im2rec
+from datatest_utils import write_im2rec, write_rec_with_bad_records
 
 from facescale.config import AugmentConfig, DataConfig
 from facescale.data.datasets import open_dataset
 from facescale.data.image_codec import decode_image
 from facescale.data.loader import build_train_loader, rank_batches
-from facescale.data.recordio import RecordIOWriter, pack_payload
 from facescale.errors import DataError, FacescaleError
 
 NO_AUGMENT = AugmentConfig(hflip=0.0)
@@ -74,19 +73,9 @@ def test_augmented_batches_do_not_depend_on_worker_count(tmp_path: Path) -> None
     assert not all(torch.equal(a[0], b[0]) for a, b in zip(runs[0], plain))  # augmentation did something
 
 
-def _rec_with_bad_records(folder: Path) -> None:
-    good = [face_jpeg(i) for i in range(8)]
-    corrupt = good[0][:200] + b"\0" * 50 + good[0][250:]  # keeps its end marker, broken inside
-    with RecordIOWriter(folder / "train.rec", folder / "train.idx") as writer:
-        for key in range(8):
-            image = {2: b"this is not a jpeg", 5: good[5][: len(good[5]) // 2]}.get(key, good[key])
-            writer.write(key, pack_payload(float(key % 4), image))
-        writer.write(8, pack_payload(1.0, corrupt))
-
-
 @pytest.mark.parametrize("workers", [0, 2])
 def test_bad_samples_fail_naming_the_record(tmp_path: Path, workers: int) -> None:
-    _rec_with_bad_records(tmp_path)
+    write_rec_with_bad_records(tmp_path)
     cfg = DataConfig(root=str(tmp_path), batch_size=9, num_workers=workers)
     loader = build_train_loader(open_dataset(cfg), cfg, 0, 1, seed=0)
     with pytest.raises(
@@ -97,7 +86,7 @@ def test_bad_samples_fail_naming_the_record(tmp_path: Path, workers: int) -> Non
 
 
 def test_bad_samples_skip_counts_and_reports(tmp_path: Path) -> None:
-    _rec_with_bad_records(tmp_path)
+    write_rec_with_bad_records(tmp_path)
     cfg = DataConfig(root=str(tmp_path), batch_size=9, num_workers=0, bad_data="skip")
     loader = build_train_loader(open_dataset(cfg), cfg, 0, 1, seed=0)
     assert loader.bad_data_report() is None

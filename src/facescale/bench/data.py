@@ -7,6 +7,9 @@ Rows, all on the same dataset and in the same run:
 * ``facescale, in-process``: facescale's batch decoder (libjpeg-turbo strict decode, augment,
   normalise) with ``num_workers=0``: the throughput of one worker.
 * ``facescale loader, W workers``: the full ``build_train_loader`` with W worker processes.
+* ``DALI decode (...)``, with ``dali=True``: the DALI loader (``data.dali=true``), decoding with
+  nvJPEG on the GPU when CUDA is available (batches end on the GPU, augmented and normalised
+  there), else with DALI's CPU decoder and W threads.
 * with ``strong=True`` the facescale rows are repeated with every augmentation at p=0.5.
 
 The issue's target: at least 2,000 images/s per worker for 112x112 JPEGs.
@@ -60,11 +63,16 @@ def naive_pil_baseline(dataset: FaceDataset, images: int, batch_size: int, seed:
 
 
 def facescale_loader(
-    dataset: FaceDataset, cfg: DataConfig, images: int, name: str, seed: int = 0
+    dataset: FaceDataset,
+    cfg: DataConfig,
+    images: int,
+    name: str,
+    seed: int = 0,
+    device: torch.device | None = None,
 ) -> DataBenchRow:
     """Iterate the training loader (epochs back to back) until ``images`` samples; the first batch is
-    not timed (worker start-up)."""
-    loader = build_train_loader(dataset, cfg, rank=0, world_size=1, seed=seed)
+    not timed (worker start-up). On a GPU the clock stops once the device has finished."""
+    loader = build_train_loader(dataset, cfg, rank=0, world_size=1, seed=seed, device=device)
     done = 0
     start = 0.0
     epoch = 0
@@ -78,6 +86,8 @@ def facescale_loader(
             if done >= images:
                 break
         epoch += 1
+    if device is not None and device.type == "cuda":
+        torch.cuda.synchronize(device)
     return DataBenchRow(name, done, time.perf_counter() - start)
 
 
@@ -88,6 +98,7 @@ def run_data_bench(
     workers: int = 2,
     strong: bool = False,
     seed: int = 0,
+    dali: bool = False,
 ) -> list[DataBenchRow]:
     """All rows of the benchmark (see the module docstring)."""
     base = DataConfig(batch_size=batch_size, num_workers=0, prefetch=2)
@@ -102,6 +113,14 @@ def run_data_bench(
             cfg_workers = replace(cfg, num_workers=workers)
             name = f"facescale loader, {workers} workers ({label})"
             rows.append(facescale_loader(dataset, cfg_workers, images, name, seed))
+        if dali:
+            gpu = torch.cuda.is_available()
+            cfg_dali = replace(cfg, dali=True, num_workers=max(1, workers))
+            where = "GPU nvJPEG" if gpu else f"CPU, {cfg_dali.num_workers} threads"
+            device = torch.device("cuda") if gpu else None
+            rows.append(
+                facescale_loader(dataset, cfg_dali, images, f"DALI decode, {where} ({label})", seed, device)
+            )
     return rows
 
 

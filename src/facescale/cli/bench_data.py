@@ -14,9 +14,9 @@ def register(kinds: Any) -> None:
         help="loader throughput (decoded + augmented images/s) vs a naive PIL loop",
         description=(
             "Decoded + augmented + normalised training images per second: a naive single-process PIL "
-            "loop, facescale's decoder in-process (= one worker) and the full loader with N workers, "
-            "in one run on the same data. Without --root a small SynthFace RecordIO set is generated "
-            "in a temporary folder first."
+            "loop, facescale's decoder in-process (= one worker), the full loader with N workers and, "
+            "with --dali, the DALI loader, in one run on the same data. Without --root a small "
+            "SynthFace RecordIO set is generated in a temporary folder first."
         ),
     )
     parser.add_argument("--root", help="dataset to read (default: generate a small SynthFace rec)")
@@ -25,6 +25,11 @@ def register(kinds: Any) -> None:
     parser.add_argument("--batch-size", type=int, default=128, help="batch size (default 128)")
     parser.add_argument("--workers", type=int, default=2, help="loader worker processes (default 2)")
     parser.add_argument("--strong", action="store_true", help="add rows with every augmentation at p=0.5")
+    parser.add_argument(
+        "--dali",
+        action="store_true",
+        help="add rows for the DALI loader (the dali extra): GPU decoding when CUDA is available",
+    )
     parser.add_argument(
         "--identities", type=int, default=64, help="SynthFace identities to generate (default 64)"
     )
@@ -61,6 +66,8 @@ def run(args: argparse.Namespace) -> int:
             )
         dataset = open_dataset(DataConfig(format=args.format, root=root))
         print(f"dataset: {root} ({len(dataset)} images, {dataset.num_classes} classes)")
-        rows = run_data_bench(dataset, args.images, args.batch_size, args.workers, args.strong)
+        rows = run_data_bench(
+            dataset, args.images, args.batch_size, args.workers, args.strong, dali=args.dali
+        )
         print(format_rows(rows))
     return 0

@@ -37,12 +37,20 @@ def is_truncated_jpeg(data: bytes) -> bool:
     return last_scan < 0 or data.find(_JPEG_END, last_scan + 2) < 0
 
 
-def decode_image(data: bytes, where: str) -> np.ndarray:
-    """Decode JPEG/PNG/BMP bytes to uint8 RGB ``[H, W, 3]``; raise DataError naming ``where``."""
+def check_encoded(data: bytes, where: str) -> None:
+    """The checks that need no decoding (empty data, a truncated JPEG); DataError naming ``where``.
+
+    The DALI path runs them on the host before images go to the GPU decoder.
+    """
     if len(data) == 0:
         raise DataError(f"{where}: empty image (0 bytes)")
     if is_truncated_jpeg(data):
         raise DataError(f"{where}: truncated JPEG ({len(data)} bytes, no end-of-image marker)")
+
+
+def decode_image(data: bytes, where: str) -> np.ndarray:
+    """Decode JPEG/PNG/BMP bytes to uint8 RGB ``[H, W, 3]``; raise DataError naming ``where``."""
+    check_encoded(data, where)
     if simplejpeg is not None and data.startswith(_JPEG_START):
         try:
             return simplejpeg.decode_jpeg(data, colorspace="RGB", strict=True)

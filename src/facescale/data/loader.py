@@ -14,6 +14,7 @@ batch and counted (``skip``); batches keep their size so ranks stay in step.
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -37,11 +38,16 @@ def epoch_permutation(num_samples: int, seed: int, epoch: int) -> np.ndarray:
     return np.random.default_rng([seed, epoch]).permutation(num_samples)
 
 
+def steps_per_epoch(num_samples: int, batch_size: int, world_size: int) -> int:
+    """Batches per rank per epoch: whole global batches only (drop_last), the same on every rank."""
+    return num_samples // (batch_size * world_size)
+
+
 def rank_batches(
     num_samples: int, batch_size: int, rank: int, world_size: int, seed: int, epoch: int
 ) -> list[np.ndarray]:
     """This rank's batches of sample indices for one epoch (all ranks get the same count)."""
-    steps = num_samples // (batch_size * world_size)
+    steps = steps_per_epoch(num_samples, batch_size, world_size)
     share = epoch_permutation(num_samples, seed, epoch)[rank::world_size][: steps * batch_size]
     return [share[i * batch_size : (i + 1) * batch_size] for i in range(steps)]
 
@@ -136,11 +142,11 @@ def _quiet_opencv_threads() -> None:
     cv2.setNumThreads(1)
 
 
-class TrainLoader:
-    """Iterates ``(images float32 [B, 3, 112, 112] in [-1, 1], labels int64 [B])`` for one rank.
+class EpochLoader(ABC):
+    """What every training loader shares: this rank's steps, the epoch to read, bad-data bookkeeping.
 
-    With ``device`` set, batches travel as uint8 (4x less traffic), are normalised on the device,
-    and the next batch is copied while the current one is in use.
+    Subclasses iterate ``(images float32 [B, 3, 112, 112] in [-1, 1], labels int64 [B])`` for
+    ``self.epoch`` from batch ``self.start_batch`` on, the batches of ``rank_batches``.
     """
 
     def __init__(
@@ -150,7 +156,6 @@ class TrainLoader:
         rank: int,
         world_size: int,
         seed: int,
-        pin_memory: bool = False,
         device: torch.device | str | None = None,
     ) -> None:
         if not 0 <= rank < world_size:
@@ -166,20 +171,89 @@ class TrainLoader:
         self.world_size = world_size
         self.seed = seed
         self.epoch = 0
+        self.start_batch = 0
         self.device = torch.device(device) if device is not None else None
-        on_device = self.device is not None and self.device.type != "cpu"
-        self.steps = len(dataset) // (cfg.batch_size * world_size)
+        self.steps = steps_per_epoch(len(dataset), cfg.batch_size, world_size)
         if self.steps == 0:
             raise DataError(
                 f"{dataset.root}: {len(dataset)} images are fewer than one global batch "
                 f"({cfg.batch_size} per rank x {world_size} ranks)"
             )
+        self._bad_count: dict[int, int] = {}
+        self._bad_first: dict[int, list[str]] = {}
+        self._last_epoch = 0
+
+    def __len__(self) -> int:
+        return self.steps
+
+    @abstractmethod
+    def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        """This rank's batches of ``self.epoch``, from ``self.start_batch`` on."""
+
+    def set_epoch(self, epoch: int, start_batch: int = 0) -> None:
+        """Reshuffle: the next iteration uses the permutation of ``(seed, epoch)``.
+
+        ``start_batch`` skips that many batches without reading them (a run resumed mid-epoch);
+        a batch's images and augmentations depend only on (seed, epoch, step), not on what ran
+        before, so the remaining batches are exactly those of an uninterrupted epoch.
+        """
+        self.epoch = int(epoch)
+        self.start_batch = int(start_batch)
+
+    def _begin_epoch(self) -> int:
+        """Forget an earlier pass over this epoch's bad samples; returns the epoch to read."""
+        epoch = self.epoch
+        self._bad_count.pop(epoch, None)
+        self._bad_first.pop(epoch, None)
+        self._last_epoch = epoch
+        return epoch
+
+    def _record_bad(self, epoch: int, bad: list[str]) -> None:
+        """Count skipped samples (``bad_data=skip``) and keep the first few descriptions."""
+        if bad:
+            self._bad_count[epoch] = self._bad_count.get(epoch, 0) + len(bad)
+            listed = self._bad_first.setdefault(epoch, [])
+            listed.extend(bad[: _MAX_LISTED - len(listed)])
+
+    def bad_data_report(self) -> str | None:
+        """Bad samples skipped in the latest epoch (count and first records), or None if there were none."""
+        epoch = self._last_epoch
+        lines = []
+        count = self._bad_count.get(epoch, 0)
+        if count:
+            lines.append(f"epoch {epoch}: skipped {count} bad sample(s) on rank {self.rank}; first:")
+            lines.extend(f"  {text}" for text in self._bad_first.get(epoch, []))
+        if self.dataset.excluded_count:
+            lines.append(
+                f"{self.dataset.excluded_count} record(s) excluded when the dataset was opened; first:"
+            )
+            lines.extend(f"  {text}" for text in self.dataset.excluded)
+        return "\n".join(lines) if lines else None
+
+
+class TrainLoader(EpochLoader):
+    """Decodes and augments on the CPU in worker processes.
+
+    With ``device`` set, batches travel as uint8 (4x less traffic), are normalised on the device,
+    and the next batch is copied while the current one is in use.
+    """
+
+    def __init__(
+        self,
+        dataset: FaceDataset,
+        cfg: DataConfig,
+        rank: int,
+        world_size: int,
+        seed: int,
+        pin_memory: bool = False,
+        device: torch.device | str | None = None,
+    ) -> None:
+        super().__init__(dataset, cfg, rank, world_size, seed, device)
+        on_device = self.device is not None and self.device.type != "cpu"
         self.decoder = BatchDecoder(dataset, cfg, rank, seed, normalize_in_worker=not on_device)
         self._pin = pin_memory or on_device
         self._sampler = _EpochSampler(len(dataset), cfg.batch_size, rank, world_size, seed)
         self._loader = self._make_loader()
-        self._bad_count: dict[int, int] = {}
-        self._bad_first: dict[int, list[str]] = {}
 
     def _make_loader(self) -> torch.utils.data.DataLoader:
         workers = self.cfg.num_workers
@@ -203,34 +277,19 @@ class TrainLoader:
             shutdown()
         self._loader = self._make_loader()
 
-    def __len__(self) -> int:
-        return self.steps
-
     def set_epoch(self, epoch: int, start_batch: int = 0) -> None:
-        """Reshuffle: the next iteration uses the permutation of ``(seed, epoch)``.
-
-        ``start_batch`` skips that many batches without reading them (a run resumed mid-epoch);
-        a batch's images and augmentations depend only on (seed, epoch, step), not on what ran
-        before, so the remaining batches are exactly those of an uninterrupted epoch.
-        """
-        self.epoch = int(epoch)
+        super().set_epoch(epoch, start_batch)
         self._sampler.epoch = self.epoch
-        self._sampler.start_batch = int(start_batch)
+        self._sampler.start_batch = self.start_batch
 
     def _accept(self, batch: Batch) -> Batch:
         if batch.error is not None:
             raise DataError(batch.error)
-        if batch.bad:
-            self._bad_count[batch.epoch] = self._bad_count.get(batch.epoch, 0) + len(batch.bad)
-            listed = self._bad_first.setdefault(batch.epoch, [])
-            listed.extend(batch.bad[: _MAX_LISTED - len(listed)])
+        self._record_bad(batch.epoch, batch.bad)
         return batch
 
     def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-        epoch = self.epoch
-        self._bad_count.pop(epoch, None)
-        self._bad_first.pop(epoch, None)
-        self._last_epoch = epoch
+        self._begin_epoch()
         if self.cfg.num_workers > 0:
             _quiet_opencv_threads()
         iterator = iter(self._loader)
@@ -257,21 +316,6 @@ class TrainLoader:
         if pending is not None:
             yield pending
 
-    def bad_data_report(self) -> str | None:
-        """Bad samples skipped in the latest epoch (count and first records), or None if there were none."""
-        epoch = getattr(self, "_last_epoch", self.epoch)
-        lines = []
-        count = self._bad_count.get(epoch, 0)
-        if count:
-            lines.append(f"epoch {epoch}: skipped {count} bad sample(s) on rank {self.rank}; first:")
-            lines.extend(f"  {text}" for text in self._bad_first.get(epoch, []))
-        if self.dataset.excluded_count:
-            lines.append(
-                f"{self.dataset.excluded_count} record(s) excluded when the dataset was opened; first:"
-            )
-            lines.extend(f"  {text}" for text in self.dataset.excluded)
-        return "\n".join(lines) if lines else None
-
 
 class _EpochSampler(torch.utils.data.Sampler):
     """Yields ``(epoch, step, indices)`` for ``self.epoch``, read each time iteration starts.
@@ -282,7 +326,7 @@ class _EpochSampler(torch.utils.data.Sampler):
 
     def __init__(self, num_samples: int, batch_size: int, rank: int, world_size: int, seed: int) -> None:
         self.args = (num_samples, batch_size, rank, world_size, seed)
-        self.steps = num_samples // (batch_size * world_size)
+        self.steps = steps_per_epoch(num_samples, batch_size, world_size)
         self.epoch = 0
         self.start_batch = 0
 
@@ -300,22 +344,6 @@ class _EpochSampler(torch.utils.data.Sampler):
             yield epoch, step, batches[step]
 
 
-def _check_dali(cfg: DataConfig) -> None:
-    if not cfg.dali:
-        return
-    try:
-        import nvidia.dali  # noqa: F401
-    except ImportError:
-        raise FacescaleError(
-            "data.dali=true needs NVIDIA DALI, which is not installed: install the extra with "
-            "`pip install 'facescale[dali]'` (a CUDA 12 GPU machine), or set data.dali=false"
-        ) from None
-    raise FacescaleError(
-        "data.dali=true: this facescale version has no DALI decode path yet; set data.dali=false "
-        "(`facescale bench data` measures the CPU loader on your machine)"
-    )
-
-
 def build_train_loader(
     dataset: FaceDataset,
     cfg: DataConfig,
@@ -324,7 +352,10 @@ def build_train_loader(
     seed: int,
     pin_memory: bool = False,
     device: torch.device | str | None = None,
-) -> TrainLoader:
-    """The loader for ``rank`` of ``world_size``; see TrainLoader."""
-    _check_dali(cfg)
+) -> EpochLoader:
+    """The loader for ``rank`` of ``world_size``: DALI decoding (``data.dali``) or CPU workers."""
+    if cfg.dali:
+        from facescale.data.dali_loader import DaliTrainLoader  # needs the optional extra
+
+        return DaliTrainLoader(dataset, cfg, rank, world_size, seed, device)
     return TrainLoader(dataset, cfg, rank, world_size, seed, pin_memory, device)

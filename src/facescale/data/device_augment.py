@@ -1,0 +1,151 @@
+"""The training augmentations applied to a whole batch on its device (after GPU decoding).
+
+The CPU loader augments each image in a worker with OpenCV (``augment.py``). When images are
+decoded on the GPU (NVIDIA DALI), sending them back to the host to augment would undo the point,
+so the same per-sample draws (``Augmenter.draw``, made on the host from the same seeds) are
+applied here with torch ops on the batch. Each transform follows its OpenCV counterpart:
+flip and grayscale are bit-exact (OpenCV's fixed-point BT.601 weights), and colour jitter, blur
+and downscale differ by at most one grey level where OpenCV's fixed-point rounding differs. Every
+transform rounds back to uint8, as the CPU path does between transforms.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+import torch.nn.functional as F
+
+from facescale.data.augment import SampleAugment, downscaled_size
+
+# OpenCV's RGB -> gray for 8-bit images: BT.601 weights in 15-bit fixed point, rounded (its SIMD
+# path; the 14-bit weights of its documentation differ by one level on some pixels).
+_GRAY_WEIGHTS = (9798, 19235, 3735)
+_GRAY_SHIFT = 15
+_LUMA = (0.299, 0.587, 0.114)
+
+
+def _to_uint8(pixels: torch.Tensor) -> torch.Tensor:
+    """Round to nearest (half up, as the CPU path's ``+ 0.5`` then truncate) and clip."""
+    return (pixels + 0.5).clamp_(0, 255).floor_().to(torch.uint8)
+
+
+def _gaussian_kernels(sigmas: Sequence[float], device: torch.device) -> torch.Tensor:
+    """``[n, k]`` normalised 1-D Gaussian kernels, each sized as OpenCV sizes it for 8-bit images
+    (``round(6 sigma + 1) | 1``) and zero-padded to the largest."""
+    sizes = [round(s * 6 + 1) | 1 for s in sigmas]
+    width = max(sizes)
+    x = torch.arange(width, device=device, dtype=torch.float64) - (width - 1) / 2
+    kernels = torch.zeros(len(sigmas), width, dtype=torch.float64, device=device)
+    for row, (sigma, size) in enumerate(zip(sigmas, sizes, strict=True)):
+        inside = x.abs() <= (size - 1) / 2
+        values = torch.exp(-(x[inside] ** 2) / (2 * sigma * sigma))
+        kernels[row, inside] = values / values.sum()
+    return kernels.float()
+
+
+def blur_batch(images: torch.Tensor, sigmas: Sequence[float]) -> torch.Tensor:
+    """Separable Gaussian blur of uint8 ``[n, 3, H, W]`` with one sigma per image (mirrored border)."""
+    n, c, h, w = images.shape
+    kernels = _gaussian_kernels(sigmas, images.device)
+    radius = (kernels.shape[1] - 1) // 2
+    weights = kernels.repeat_interleave(c, dim=0)[:, None]  # [n*c, 1, k]
+    # One grouped convolution for the whole batch: every image-channel is its own group.
+    x = images.float().reshape(1, n * c, h, w)
+    x = F.conv2d(F.pad(x, (radius, radius, 0, 0), mode="reflect"), weights[:, :, None, :], groups=n * c)
+    x = F.conv2d(F.pad(x, (0, 0, radius, radius), mode="reflect"), weights[:, :, :, None], groups=n * c)
+    return _to_uint8(x.reshape(n, c, h, w))
+
+
+def area_matrix(size_in: int, size_out: int) -> torch.Tensor:
+    """``[out, in]`` weights of OpenCV's INTER_AREA shrink along one axis.
+
+    Output pixel ``j`` averages the source interval ``[j s, (j + 1) s)``, ``s = in / out``, each
+    source pixel weighted by how much of it the interval covers (torch's "area" mode rounds the
+    interval to whole pixels instead, which differs by tens of grey levels at edges).
+    """
+    scale = size_in / size_out
+    starts = torch.arange(size_out, dtype=torch.float64) * scale
+    left = torch.arange(size_in, dtype=torch.float64)
+    ends = starts + scale
+    overlap = torch.minimum(left[None] + 1, ends[:, None]) - torch.maximum(left[None], starts[:, None])
+    return overlap.clamp_(min=0) / scale
+
+
+def linear_matrix(size_in: int, size_out: int) -> torch.Tensor:
+    """``[out, in]`` weights of OpenCV's INTER_LINEAR along one axis (pixel centres aligned,
+    the edge pixel repeated beyond the border)."""
+    centres = (torch.arange(size_out, dtype=torch.float64) + 0.5) * (size_in / size_out) - 0.5
+    centres = centres.clamp(0, size_in - 1)
+    left = centres.floor().long().clamp(max=size_in - 1)
+    right = (left + 1).clamp(max=size_in - 1)
+    frac = centres - left
+    weights = torch.zeros(size_out, size_in, dtype=torch.float64)
+    rows = torch.arange(size_out)
+    weights[rows, left] += 1 - frac
+    weights[rows, right] += frac
+    return weights
+
+
+def _resample(image: torch.Tensor, along_h: torch.Tensor, along_w: torch.Tensor) -> torch.Tensor:
+    """``along_h @ image @ along_w.T`` for each channel of float ``[C, H, W]``."""
+    device = image.device
+    return along_h.float().to(device) @ image @ along_w.float().to(device).T
+
+
+def downscale_one(image: torch.Tensor, scale: float) -> torch.Tensor:
+    """Shrink uint8 ``[3, H, W]`` to ``scale`` of its size (area average) and back (bilinear)."""
+    h, w = image.shape[-2:]
+    small_h, small_w = downscaled_size(h, w, scale)
+    small = _to_uint8(_resample(image.float(), area_matrix(h, small_h), area_matrix(w, small_w)))
+    return _to_uint8(_resample(small.float(), linear_matrix(small_h, h), linear_matrix(small_w, w)))
+
+
+def color_jitter_batch(images: torch.Tensor, factors: torch.Tensor) -> torch.Tensor:
+    """Saturation, contrast and brightness factors ``[n, 3]`` applied to uint8 ``[n, 3, H, W]``."""
+    pixels = images.float()
+    luma = torch.tensor(_LUMA, device=images.device).view(1, 3, 1, 1)
+    gray = (pixels * luma).sum(dim=1, keepdim=True)
+    saturation, contrast, brightness = (factors[:, i].view(-1, 1, 1, 1) for i in range(3))
+    pixels = gray + (pixels - gray) * saturation
+    mean = gray.mean(dim=(1, 2, 3), keepdim=True)
+    pixels = ((pixels - mean) * contrast + mean) * brightness
+    return _to_uint8(pixels)
+
+
+def grayscale_batch(images: torch.Tensor) -> torch.Tensor:
+    """OpenCV's 8-bit RGB -> gray, bit for bit, repeated over the three channels."""
+    r, g, b = images.int().unbind(dim=1)
+    wr, wg, wb = _GRAY_WEIGHTS
+    gray = (r * wr + g * wg + b * wb + (1 << (_GRAY_SHIFT - 1))) >> _GRAY_SHIFT
+    return gray.to(torch.uint8)[:, None].expand_as(images).contiguous()
+
+
+def augment_batch(images: torch.Tensor, draws: Sequence[SampleAugment]) -> torch.Tensor:
+    """Apply each sample's draw to uint8 RGB ``[B, 3, H, W]`` in the CPU path's order:
+    downscale, blur, colour jitter, grayscale, flip."""
+    if len(draws) != images.shape[0]:
+        raise ValueError(f"{len(draws)} augmentation draws for a batch of {images.shape[0]} images")
+    out = images.clone()
+    device = images.device
+
+    def rows(flags: list[bool]) -> torch.Tensor:
+        return torch.tensor([i for i, f in enumerate(flags) if f], dtype=torch.long, device=device)
+
+    # Downscaled sizes differ per sample, so those (a fraction of the batch) go one at a time.
+    for i, d in enumerate(draws):
+        if d.downscale is not None:
+            out[i] = downscale_one(out[i], d.downscale)
+    sigmas = [d.blur_sigma for d in draws if d.blur_sigma is not None]
+    if sigmas:
+        idx = rows([d.blur_sigma is not None for d in draws])
+        out[idx] = blur_batch(out[idx], sigmas)
+    jitters = [d.jitter for d in draws if d.jitter is not None]
+    if jitters:
+        idx = rows([d.jitter is not None for d in draws])
+        out[idx] = color_jitter_batch(out[idx], torch.tensor(jitters, device=device))
+    if any(d.grayscale for d in draws):
+        idx = rows([d.grayscale for d in draws])
+        out[idx] = grayscale_batch(out[idx])
+    flip = torch.tensor([d.hflip for d in draws], device=device).view(-1, 1, 1, 1)
+    return torch.where(flip, out.flip(-1), out)

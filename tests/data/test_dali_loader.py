@@ -1,0 +1,116 @@
+"""The DALI loader (``data.dali=true``) against the CPU loader: same shards, images, labels, bad data.
+
+DALI decodes on the CPU here (no GPU device); on a GPU the same pipeline runs with ``mixed``
+decoding. ``make test`` installs DALI, so these tests run in CI.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from datatest_utils import write_im2rec, write_rec_with_bad_records
+
+from facescale.config import AugmentConfig, DataConfig
+from facescale.data.datasets import open_dataset
+from facescale.data.loader import TrainLoader, build_train_loader, rank_batches
+from facescale.errors import DataError
+
+pytest.importorskip("nvidia.dali", reason="NVIDIA DALI (the dali extra) is not installed")
+from facescale.data.dali_loader import DaliTrainLoader
+
+STRONG = AugmentConfig(hflip=0.5, downscale=0.5, blur=0.5, color_jitter=0.5, grayscale=0.5)
+
+
+def _both(
+    cfg: DataConfig, rank: int = 0, world: int = 1, seed: int = 1
+) -> tuple[TrainLoader, DaliTrainLoader]:
+    cpu = build_train_loader(open_dataset(cfg), replace(cfg, dali=False), rank, world, seed)
+    dali = build_train_loader(open_dataset(cfg), replace(cfg, dali=True), rank, world, seed)
+    assert isinstance(cpu, TrainLoader) and isinstance(dali, DaliTrainLoader)
+    return cpu, dali
+
+
+def test_unaugmented_batches_equal_the_cpu_loader(fixture_dir: Path) -> None:
+    """The MXNet-written fixture: every rank's batches, bit for bit (both decoders are libjpeg-turbo)."""
+    cfg = DataConfig(root=str(fixture_dir), batch_size=8, num_workers=0, augment=AugmentConfig(hflip=0.0))
+    for rank in range(2):
+        cpu, dali = _both(cfg, rank, world=2, seed=3)
+        for loader in (cpu, dali):
+            loader.set_epoch(2)
+        pairs = list(zip(cpu, dali, strict=True))
+        assert len(pairs) == len(dali) == 3
+        for ((x_cpu, y_cpu), (x_dali, y_dali)), indices in zip(pairs, rank_batches(60, 8, rank, 2, 3, 2)):
+            assert x_dali.dtype == torch.float32 and x_dali.shape == (8, 3, 112, 112)
+            assert torch.equal(x_cpu, x_dali)
+            assert torch.equal(y_cpu, y_dali) and y_dali.tolist() == cpu.dataset.labels[indices].tolist()
+
+
+def test_augmented_batches_follow_the_same_draws(tmp_path: Path) -> None:
+    write_im2rec(tmp_path, list(range(16)))
+    cpu, dali = _both(DataConfig(root=str(tmp_path), batch_size=8, num_workers=0, augment=STRONG))
+    for loader in (cpu, dali):
+        loader.set_epoch(1)
+    for (x_cpu, y_cpu), (x_dali, y_dali) in zip(cpu, dali, strict=True):
+        assert torch.equal(y_cpu, y_dali)
+        # The same flips, scales, sigmas and colours; only interpolation rounding differs.
+        assert (x_cpu - x_dali).abs().max() <= 2 / 127.5 + 1e-6
+
+
+def test_resume_mid_epoch_and_reshuffle(tmp_path: Path) -> None:
+    write_im2rec(tmp_path, list(range(24)))  # label = sample index
+    cfg = DataConfig(root=str(tmp_path), batch_size=4, num_workers=1, prefetch=2, dali=True, augment=STRONG)
+    loader = build_train_loader(open_dataset(cfg), cfg, rank=1, world_size=2, seed=7)
+    loader.set_epoch(3)
+    full = [(x.clone(), y.clone()) for x, y in loader]
+    assert [y.tolist() for _, y in full] == [b.tolist() for b in rank_batches(24, 4, 1, 2, 7, 3)]
+    loader.set_epoch(3, start_batch=2)
+    tail = list(loader)
+    assert len(tail) == 1 and torch.equal(tail[0][0], full[2][0]) and torch.equal(tail[0][1], full[2][1])
+    for epoch in (4, 5):
+        loader.set_epoch(epoch)
+        expected = [b.tolist() for b in rank_batches(24, 4, 1, 2, 7, epoch)]
+        for step, (_, y) in enumerate(loader):  # stops part way: DALI has decoded batches ahead
+            assert y.tolist() == expected[step]
+            break
+        assert [y.tolist() for _, y in loader] == expected  # a fresh pipeline, nothing stale
+
+
+def test_bad_samples_fail_naming_the_record(tmp_path: Path) -> None:
+    write_rec_with_bad_records(tmp_path)
+    cfg = DataConfig(root=str(tmp_path), batch_size=9, num_workers=0, dali=True)
+    with pytest.raises(
+        DataError, match=r"train\.rec record [258]: (not a decodable|truncated JPEG|corrupt JPEG)"
+    ):
+        list(build_train_loader(open_dataset(cfg), cfg, 0, 1, seed=0))
+
+
+def test_bad_record_found_by_the_decoder_names_it(tmp_path: Path) -> None:
+    """Record 2 passes the host checks; DALI fails and the strict host decode names the record."""
+    write_rec_with_bad_records(tmp_path)
+    cfg = DataConfig(root=str(tmp_path), batch_size=4, num_workers=0, dali=True)
+    dataset = open_dataset(cfg)
+    dataset.drop(np.array([5, 8]))  # leave record 2 as the only bad one
+    with pytest.raises(DataError, match=r"record 2: not a decodable image .*after the DALI decoder failed"):
+        for _ in build_train_loader(dataset, cfg, 0, 1, seed=0):
+            pass
+
+
+def test_bad_samples_skip_counts_and_reports_every_epoch(tmp_path: Path) -> None:
+    write_rec_with_bad_records(tmp_path)
+    cfg = DataConfig(root=str(tmp_path), batch_size=3, num_workers=0, bad_data="skip", dali=True, prefetch=2)
+    loader = build_train_loader(open_dataset(cfg), cfg, 0, 1, seed=0)
+    for epoch in (0, 1):
+        loader.set_epoch(epoch)
+        batches = list(loader)
+        assert len(batches) == 3  # no batch lost or repeated when the pipeline restarts
+        labels = torch.cat([y for _, y in batches]).tolist()
+        assert all(torch.isfinite(x).all() for x, _ in batches)
+        report = loader.bad_data_report()
+        assert report is not None and f"epoch {epoch}: skipped 3 bad sample(s)" in report
+        assert "record 2" in report and "record 5: truncated JPEG" in report and "record 8" in report
+        # Each bad slot holds a copy of a good sample of its batch: labels of good records only.
+        assert labels.count(2) <= 2 and len(labels) == 9
