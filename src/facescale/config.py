@@ -44,7 +44,7 @@ class DataConfig:
     num_workers: int = 2
     prefetch: int = 2  # batches kept ready per worker
     bad_data: str = "fail"  # fail: stop naming the record; skip: skip, count and report
-    dali: bool = False  # decode on the GPU with NVIDIA DALI (optional extra)
+    dali: bool = False  # decode with NVIDIA DALI (nvJPEG on the GPU; the dali extra); workers = its threads
     augment: AugmentConfig = field(default_factory=AugmentConfig)
 
 

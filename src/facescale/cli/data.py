@@ -1,8 +1,9 @@
-"""``facescale data``: convert between face-dataset formats, split a RecordIO set, inspect a set."""
+"""``facescale data``: convert between dataset formats, split a RecordIO set, inspect and verify a set."""
 
 from __future__ import annotations
 
 import argparse
+import os
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +17,8 @@ def register(subparsers: Any) -> None:
         description=(
             "Convert between the formats face datasets ship in (MXNet RecordIO, image folder + "
             "label.txt, one folder per identity, Arcface-Paddle per-image bins, LFW-style verification "
-            "bins), split a RecordIO set into parts, and inspect a set. Images are copied byte for byte."
+            "bins), split a RecordIO set into parts, inspect a set and verify every image of it. Images are "
+            "copied byte for byte."
         ),
     )
     commands = parser.add_subparsers(dest="data_command", metavar="SUBCOMMAND")
@@ -90,16 +92,28 @@ def register(subparsers: Any) -> None:
     )
     sub.add_argument("--sheet", metavar="PNG", help="write a contact sheet (8 classes x 8 images) here")
     sub.add_argument("--json", action="store_true", help="print the summary as JSON")
+    sub = add(
+        "verify",
+        "decode every image strictly once and name the bad records (exit 1 if there are any): "
+        "run it before a long run, and always with data.dali=true",
+        "source",
+        "dataset",
+        "recordio",
+    )
+    sub.add_argument(
+        "--workers", type=int, default=os.cpu_count() or 1, help="decoding processes (default: all cores)"
+    )
+    sub.add_argument("--json", action="store_true", help="print the report as JSON")
     parser.set_defaults(func=run, data_parser=parser)
 
 
-def _open(source: str, fmt: str) -> Any:
+def _open(source: str, fmt: str, bad_data: str = "fail") -> Any:
     from facescale.config import DataConfig
     from facescale.data.datasets import open_dataset
 
     if fmt == "auto":
         fmt = "label_txt" if (Path(source) / "label.txt").is_file() else "image_folder"
-    return open_dataset(DataConfig(format=fmt, root=source))
+    return open_dataset(DataConfig(format=fmt, root=source, bad_data=bad_data))
 
 
 def run(args: argparse.Namespace) -> int:
@@ -143,4 +157,25 @@ def run(args: argparse.Namespace) -> int:
             print(summary.to_text())
         if args.sheet:
             print(f"contact sheet: {contact_sheet(dataset, args.sheet)}")
+    elif command == "verify":
+        return _verify(args)
     return 0
+
+
+def _verify(args: argparse.Namespace) -> int:
+    import sys
+
+    from tqdm import tqdm
+
+    from facescale.data.verify_dataset import verify_dataset
+
+    dataset = _open(args.source, args.format, bad_data="skip")  # report what the open drops too
+    with tqdm(total=len(dataset), unit="img", desc="verify", disable=not sys.stderr.isatty()) as bar:
+        report = verify_dataset(dataset, args.workers, progress=bar.update)
+    if args.json:
+        from facescale.cli._common import print_json
+
+        print_json(report.to_dict())
+    else:
+        print(report.to_text())
+    return 0 if report.ok else 1

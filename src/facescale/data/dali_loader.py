@@ -11,7 +11,9 @@ Without a GPU device DALI decodes on the CPU, which is how the tests run it.
 A GPU decoder is not a strict validator. When DALI reports a decode error, the batches it was
 working on are decoded again strictly on the host to find the record at fault, which then stops
 training with its name (``bad_data=fail``) or is skipped from then on (``skip``): the pipeline is
-rebuilt and resumes at the failed batch, so no batch is lost or repeated.
+rebuilt and resumes at the failed batch, so no batch is lost or repeated. A JPEG damaged inside
+its entropy-coded data may decode on the GPU without an error; ``facescale data verify`` finds
+those once, before training.
 """
 
 from __future__ import annotations
