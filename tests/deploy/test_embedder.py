@@ -44,6 +44,8 @@ def test_torch_embedder_matches_a_direct_forward_in_batches() -> None:
         expected = net(to_model_input(images)).numpy()
     np.testing.assert_allclose(embedder.embed(images), expected, rtol=1e-5, atol=1e-5)
     assert embedder.embedding_size == 16
+    empty = embedder.embed(images[:0])  # a photo without faces: stacks with the others
+    assert empty.shape == (0, 16) and empty.dtype == np.float32
 
 
 def test_onnx_export_runs_like_torch_and_shares_the_fingerprint(tmp_path: Path) -> None:

@@ -11,11 +11,13 @@ import pytest
 import torch
 from deploy_testnets import TinyNet
 
+from facescale.data.file_datasets import IMAGE_SUFFIXES, open_image_folder, parse_label_file
 from facescale.data.image_codec import encode_png
 from facescale.data.recordio import InsightFaceRecWriter
 from facescale.data.verification_bin import save_verification_bin
 from facescale.deploy.embedder import open_embedder
 from facescale.deploy.extract import extract_embeddings, open_collection
+from facescale.deploy.faces import list_photos
 from facescale.deploy.onnx_export import export_onnx, random_faces
 from facescale.errors import DataError
 
@@ -90,3 +92,57 @@ def test_unaligned_image_is_refused_with_a_hint(tmp_path: Path, onnx_model: Path
         )
     assert not (tmp_path / "out" / "embeddings.npy").exists()
     assert not [p for p in (tmp_path / "out").iterdir() if p.name.startswith(".")]
+
+
+def test_list_file_paths_with_spaces_and_optional_labels(tmp_path: Path, faces: np.ndarray) -> None:
+    (tmp_path / "my photos").mkdir()
+    for i, face in enumerate(faces[:5]):
+        (tmp_path / "my photos" / f"face {i}.png").write_bytes(encode_png(face))
+    absolute = tmp_path / "my photos" / "face 4.png"
+    lines = [
+        "# comment",
+        "my photos/face 0.png\t7",  # a tab: the path may hold spaces
+        "my photos/face 1.png\talice",  # names are labels too
+        "my photos/face 2.png\t",  # a trailing tab: a path with spaces, no label
+        "",
+        "  my photos/face 3.png\t-2  ",
+        f"{absolute}\t1",
+    ]
+    (tmp_path / "list.txt").write_text("\n".join(lines) + "\n")
+    collection = open_collection(tmp_path / "list.txt")
+    assert collection.names == [f"my photos/face {i}.png" for i in range(4)] + [str(absolute)]
+    assert collection.labels == [7, "alice", None, -2, 1]
+    assert [collection.read(i) for i in range(5)] == [encode_png(face) for face in faces[:5]]
+
+
+def test_list_file_reads_like_a_training_label_file(tmp_path: Path, faces: np.ndarray) -> None:
+    (tmp_path / "images").mkdir()
+    names = ["images/a b.png", "images/c.png", "images/d  e.png"]
+    for name, face in zip(names, faces):
+        (tmp_path / name).write_bytes(encode_png(face))
+    # Tab separated (paths with spaces), and Arcface-Paddle's space-separated form.
+    (tmp_path / "label.txt").write_text("images/a b.png\t3\nimages/c.png 1\nimages/d  e.png\t0\n")
+    paths, labels, _ = parse_label_file(tmp_path / "label.txt")
+    collection = open_collection(tmp_path / "label.txt")
+    assert collection.names == paths == names
+    assert collection.labels == labels.tolist() == [3, 1, 0]
+
+
+def test_list_file_without_a_tab_splits_at_the_last_space(tmp_path: Path) -> None:
+    (tmp_path / "a b.png").write_bytes(encode_png(np.zeros((112, 112, 3), np.uint8)))
+    (tmp_path / "list.txt").write_text("a b.png\n")  # read as path 'a', label 'b.png'
+    with pytest.raises(DataError, match=r"line 1: .*/a does not exist \(a path with spaces needs a tab"):
+        open_collection(tmp_path / "list.txt")
+
+
+def test_embed_galleries_and_training_take_the_same_image_files(tmp_path: Path) -> None:
+    face = encode_png(np.zeros((112, 112, 3), np.uint8))
+    (tmp_path / "person").mkdir()
+    for suffix in [*IMAGE_SUFFIXES, ".TIF", ".txt", ".json"]:
+        (tmp_path / "person" / f"x{suffix}").write_bytes(face)
+    expected = sorted(f"x{suffix}" for suffix in [*IMAGE_SUFFIXES, ".TIF"])
+    assert {".tif", ".tiff"} <= set(IMAGE_SUFFIXES)
+    assert sorted(Path(name).name for name in open_collection(tmp_path).names) == expected
+    assert sorted(p.name for p in list_photos(tmp_path / "person")) == expected
+    dataset = open_image_folder(tmp_path)
+    assert sorted(dataset.file(i).name for i in range(len(dataset))) == expected

@@ -2,7 +2,8 @@ import pytest
 import torch
 
 from facescale.config import OptimConfig
-from facescale.heads.sparse_optim import build_dense_optimizer, build_sparse_optimizer, stochastic_round_bf16
+from facescale.heads.sparse_optim import build_sparse_optimizer, stochastic_round_bf16
+from facescale.optim_factory import build_optimizer
 
 
 def _run(name: str, steps: int = 4):
@@ -11,7 +12,7 @@ def _run(name: str, steps: int = 4):
     gen = torch.Generator().manual_seed(0)
     weight = torch.randn(5, 3, generator=gen, dtype=torch.float64)
     reference = weight.clone().requires_grad_()
-    torch_opt = build_dense_optimizer(cfg, reference)
+    torch_opt = build_optimizer([reference], cfg, cfg.lr)
     sparse = build_sparse_optimizer(cfg)
     state = {
         spec.name: torch.zeros(

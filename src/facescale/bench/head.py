@@ -36,6 +36,7 @@ from facescale.distributed.context import DistContext
 from facescale.errors import FacescaleError
 from facescale.heads.margins import arcface
 from facescale.heads.partial_fc import PartialFC
+from facescale.optim_factory import build_optimizer
 
 
 @dataclass(frozen=True)
@@ -90,9 +91,7 @@ class _FullSoftmax:
     def __init__(self, num_classes: int, dim: int, device: torch.device, optim: OptimConfig) -> None:
         self.linear = nn.Linear(dim, num_classes, bias=False, device=device)
         nn.init.normal_(self.linear.weight, std=0.01)
-        self.optimizer = torch.optim.SGD(
-            self.linear.parameters(), lr=optim.lr, momentum=optim.momentum, weight_decay=optim.weight_decay
-        )
+        self.optimizer = build_optimizer(self.linear.parameters(), optim, optim.lr)
 
     def __call__(self, embeddings: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         return F.cross_entropy(self.linear(embeddings), labels)

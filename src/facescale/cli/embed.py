@@ -27,9 +27,10 @@ def register(subparsers: Any) -> None:
         help="embed every face of a folder, list file, RecordIO dataset or verification .bin",
         description=(
             "Write OUT/embeddings.npy (float32 [N, D]), OUT/names.txt and OUT/index.json (names, labels, "
-            "model). INPUT: a folder of images (searched recursively), a list file (.txt/.lst: 'path "
-            "[label]' per line), a RecordIO .rec file, prefix or folder, or a verification .bin. Images "
-            "must be aligned 112x112 faces unless --detect is given."
+            "model). INPUT: a folder of images (searched recursively), a list file (.txt/.lst: "
+            "'path<TAB>label' or 'path label' per line, label optional; a tab lets paths hold spaces), "
+            "a RecordIO .rec file, prefix or folder, or a verification .bin. Images must be aligned "
+            "112x112 faces unless --detect is given."
         ),
     )
     parser.add_argument("input", help="folder, list file, .rec / prefix / folder with a .rec, or .bin")

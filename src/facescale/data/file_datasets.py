@@ -8,6 +8,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -16,34 +17,50 @@ from facescale.data.face_dataset import DATASETS, FaceDataset
 from facescale.data.image_bin import read_image_bin
 from facescale.errors import DataError
 
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
+# The files taken for images wherever a folder is scanned (training folders, ``facescale embed``,
+# galleries): formats ``image_codec.decode_image`` reads (JPEG via simplejpeg, others via OpenCV).
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
 
 
-def parse_label_file(path: Path) -> tuple[list[str], np.ndarray, list[int]]:
-    """``(relative paths, int64 labels, line numbers)`` from ``path<TAB>label`` lines.
+def iter_list_file(path: Path) -> Iterator[tuple[int, str, str | None]]:
+    """``(line number, path, label or None)`` per line of a list file, skipping blanks and ``#`` comments.
 
-    A tab separates path and label when present (paths may hold spaces); otherwise the last
-    run of whitespace does, as in Arcface-Paddle's README examples.
+    The one reading of list files, for training (``label.txt``) and ``facescale embed`` alike. A
+    tab separates path and label when the line holds one, so paths may contain spaces; otherwise
+    the last run of whitespace does, as in Arcface-Paddle's README examples. A line of one field,
+    or one ending in a tab (a path with spaces and no label), has no label.
     """
     try:
         text = path.read_text(encoding="utf-8")
     except OSError as e:
-        raise DataError(f"{path}: cannot read the label file ({e.strerror})") from None
-    paths: list[str] = []
-    labels: list[int] = []
-    lines: list[int] = []
+        raise DataError(f"{path}: cannot read the list file ({e.strerror})") from None
     for number, line in enumerate(text.splitlines(), start=1):
         if not line.strip() or line.lstrip().startswith("#"):
             continue
         fields = line.rsplit("\t", 1) if "\t" in line else line.rsplit(None, 1)
-        if len(fields) != 2:
-            raise DataError(f"{path}:{number}: expected 'relative/path<TAB>label', got {line!r}")
+        name = fields[0].strip()
+        if not name:
+            raise DataError(f"{path}:{number}: no path before the label in {line!r}")
+        label = fields[1].strip() if len(fields) == 2 else ""
+        yield number, name, label or None
+
+
+def parse_label_file(path: Path) -> tuple[list[str], np.ndarray, list[int]]:
+    """``(relative paths, int64 labels, line numbers)`` of a training list: ``path<TAB>label`` lines.
+
+    Every line needs an integer label; see ``iter_list_file`` for how lines split.
+    """
+    paths: list[str] = []
+    labels: list[int] = []
+    lines: list[int] = []
+    for number, name, label in iter_list_file(path):
+        if label is None:
+            raise DataError(f"{path}:{number}: expected 'relative/path<TAB>label', got {name!r}")
         try:
-            label = int(fields[1])
+            labels.append(int(label))
         except ValueError:
-            raise DataError(f"{path}:{number}: label {fields[1].strip()!r} is not an integer") from None
-        paths.append(fields[0].strip())
-        labels.append(label)
+            raise DataError(f"{path}:{number}: label {label!r} is not an integer") from None
+        paths.append(name)
         lines.append(number)
     return paths, np.asarray(labels, dtype=np.int64), lines
 

@@ -114,16 +114,12 @@ class TorchEmbedder:
         self.embedding_size = int(probe.shape[1])
 
     def embed(self, images: np.ndarray) -> np.ndarray:
-        import torch
-
-        from facescale.models.preprocess import to_model_input
+        from facescale.models.inference import embed_in_batches
 
         images = check_aligned_batch(images)
-        out = np.zeros((len(images), self.embedding_size), dtype=np.float32)
-        with torch.inference_mode():
-            for part in batches(len(images), self.batch_size):
-                out[part] = self.module(to_model_input(images[part], self.device)).float().cpu().numpy()
-        return out
+        if len(images) == 0:  # [0, D], so a photo without faces stacks with the others
+            return np.zeros((0, self.embedding_size), dtype=np.float32)
+        return embed_in_batches(self.module, images, self.batch_size, self.device)
 
     def embed_faces(self, image: np.ndarray, detections: Detections) -> np.ndarray:
         return self.embed(align_detections(image, detections))

@@ -19,9 +19,9 @@ from typing import Any
 import numpy as np
 
 from facescale.atomic import atomic_output, write_text_atomic
+from facescale.data.file_datasets import IMAGE_SUFFIXES, iter_list_file
 from facescale.data.image_codec import decode_image
 from facescale.deploy.embedder import FACE_SIZE, Embedder, batches
-from facescale.deploy.faces import PHOTO_SUFFIXES
 from facescale.deploy.mtcnn import MTCNN
 from facescale.errors import DataError, FacescaleError
 from facescale.eval.verification import l2_normalize
@@ -45,7 +45,7 @@ class FaceCollection:
 
 
 def _folder(root: Path) -> FaceCollection:
-    files = sorted(p for p in root.rglob("*") if p.is_file() and p.suffix.lower() in PHOTO_SUFFIXES)
+    files = sorted(p for p in root.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
     names = [p.relative_to(root).as_posix() for p in files]
     labels = [p.parent.name if p.parent != root else None for p in files]
     return FaceCollection("folder", str(root), names, labels, lambda i: files[i].read_bytes())
@@ -53,18 +53,25 @@ def _folder(root: Path) -> FaceCollection:
 
 def _list_file(path: Path) -> FaceCollection:
     files, names, labels = [], [], []
-    for line_no, line in enumerate(path.read_text().splitlines(), 1):
-        fields = line.split()
-        if not fields or line.startswith("#"):
-            continue
-        file = Path(fields[0]) if Path(fields[0]).is_absolute() else path.parent / fields[0]
+    for line_no, name, label in iter_list_file(path):
+        file = path.parent / name  # relative to the list; an absolute name stays as it is
         if not file.is_file():
-            raise DataError(f"{path} line {line_no}: {file} does not exist")
+            hint = " (a path with spaces needs a tab before its label)" if label is not None else ""
+            raise DataError(f"{path} line {line_no}: {file} does not exist{hint}")
         files.append(file)
-        names.append(fields[0])
-        label = fields[1] if len(fields) > 1 else None
-        labels.append(int(label) if label is not None and label.lstrip("-").isdigit() else label)
+        names.append(name)
+        labels.append(_list_label(label))
     return FaceCollection("list", str(path), names, labels, lambda i: files[i].read_bytes())
+
+
+def _list_label(label: str | None) -> int | str | None:
+    """Integer labels as ints (as in training lists); other labels, such as names, as written."""
+    if label is None:
+        return None
+    try:
+        return int(label)
+    except ValueError:
+        return label
 
 
 def _recordio(path: Path) -> FaceCollection:
@@ -86,7 +93,8 @@ def _verification_bin(path: Path) -> FaceCollection:
 
 def open_collection(path: str | Path) -> FaceCollection:
     """Guess the input kind: a ``.bin`` file, a ``.rec`` file or prefix or folder holding one, a
-    ``.txt``/``.lst`` list file (``path [label]`` per line, relative to the list), or an image folder."""
+    ``.txt``/``.lst`` list file (``path<TAB>label`` or ``path label`` per line, label optional,
+    paths relative to the list; read as training's ``label.txt``), or an image folder."""
     path = Path(path)
     if path.suffix == ".bin" and path.is_file():
         return _verification_bin(path)

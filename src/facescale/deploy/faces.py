@@ -12,13 +12,13 @@ from pathlib import Path
 
 import numpy as np
 
+from facescale.data.file_datasets import IMAGE_SUFFIXES
 from facescale.data.image_codec import decode_image
 from facescale.deploy.embedder import Embedder
 from facescale.deploy.gallery import Gallery
 from facescale.deploy.mtcnn import MTCNN, Detections
 from facescale.errors import DataError, FacescaleError
 
-PHOTO_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
 # MTCNN's last stage still passes some hands and patterns at 0.7; real faces score above 0.9.
 DEFAULT_MIN_FACE_SCORE = 0.9
 
@@ -36,7 +36,7 @@ def read_photo(path: str | Path) -> np.ndarray:
 def list_photos(folder: str | Path) -> list[Path]:
     """Image files directly inside ``folder``, sorted by name."""
     folder = Path(folder)
-    return sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in PHOTO_SUFFIXES)
+    return sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
 
 
 @dataclass
@@ -121,7 +121,7 @@ def people_in_folder(people_dir: str | Path) -> dict[str, list[Path]]:
     for folder in sorted(p for p in people_dir.iterdir() if p.is_dir()):
         photos = list_photos(folder)
         if not photos:
-            raise FacescaleError(f"{folder} holds no photos ({', '.join(PHOTO_SUFFIXES)})")
+            raise FacescaleError(f"{folder} holds no photos ({', '.join(IMAGE_SUFFIXES)})")
         people[folder.name] = photos
     if not people:
         raise FacescaleError(

@@ -11,6 +11,7 @@ import numpy as np
 import torch
 
 from facescale.eval.verification import EmbedFn
+from facescale.models.inference import embed_in_batches
 
 
 def module_embed_fn(module: torch.nn.Module, batch_size: int = 256) -> EmbedFn:
@@ -19,20 +20,13 @@ def module_embed_fn(module: torch.nn.Module, batch_size: int = 256) -> EmbedFn:
     Runs on the device of the module's parameters under ``torch.inference_mode``; pass the bare
     backbone, not a DistributedDataParallel wrapper (no collectives may run during evaluation).
     """
-    from facescale.models.preprocess import to_model_input
 
     def embed(images: np.ndarray) -> np.ndarray:
-        device = next(module.parameters()).device
         was_training = module.training
         module.eval()
         try:
-            outputs = []
-            with torch.inference_mode():
-                for start in range(0, len(images), batch_size):
-                    x = to_model_input(images[start : start + batch_size], device)
-                    outputs.append(module(x).float().cpu().numpy())
+            return embed_in_batches(module, images, batch_size, next(module.parameters()).device)
         finally:
             module.train(was_training)
-        return np.concatenate(outputs) if outputs else np.zeros((0, 0), dtype=np.float32)
 
     return embed

@@ -42,11 +42,8 @@ from facescale.heads.margins import MarginFn, build_margin
 from facescale.heads.row_store import DeviceRowStore, HostRowStore
 from facescale.heads.sampling import ClassSample, mixed_seed, sample_classes, sampling_seed
 from facescale.heads.shard_io import read_rows, remove_other_world_sizes, write_shard
-from facescale.heads.sparse_optim import (
-    build_dense_optimizer,
-    build_sparse_optimizer,
-    stochastic_round_bf16,
-)
+from facescale.heads.sparse_optim import build_sparse_optimizer, stochastic_round_bf16
+from facescale.optim_factory import build_optimizer
 
 
 @dataclass
@@ -132,7 +129,8 @@ class PartialFC:
             self.store = store_type(tensors, ctx.device)
         else:
             self.weight = centres.requires_grad_()
-            self.dense_optimizer = build_dense_optimizer(optim, self.weight)
+            # optim.lr is a placeholder: every step() sets the rate the schedule gives.
+            self.dense_optimizer = build_optimizer([self.weight], optim, optim.lr)
 
     # -- properties ---------------------------------------------------------------------------
 
@@ -220,13 +218,12 @@ class PartialFC:
 
     # -- update ------------------------------------------------------------------------------
 
-    def step(self, lr: float, grad_scale: float = 1.0) -> bool:
+    def step(self, lr: float) -> None:
         """Apply the optimizer to the rows used by the last forward, after ``loss.backward()``.
 
         lr: this step's learning rate (the value the schedule gives the backbone for this step).
-        grad_scale: the loss scale of an fp16 GradScaler (``scaler.get_scale()``, read before
-        ``scaler.update()``); the gradient is divided by it, and if it holds inf/NaN on any rank
-        the update is skipped on all ranks. Returns True when the update was applied.
+        The head's gradient is never loss-scaled: the trainer runs the head's backward in fp32 on
+        detached embeddings and scales only the backbone's part (see ``train/trainer.py``).
         """
         pending = self._pending
         if pending is None:
@@ -234,22 +231,18 @@ class PartialFC:
         self._pending = None
         self.step_count += 1
         if self.update == "dense":
-            return self._dense_step(lr, grad_scale)
+            self._dense_step(lr)
+            return
         assert pending.rows is not None
         grad = pending.rows.grad
         if grad is None:
             raise RuntimeError("PartialFC.step(): the loss has no gradient yet; call loss.backward() first")
-        if grad_scale != 1.0:
-            grad = grad / grad_scale
-            if not self._finite_everywhere(grad):
-                return False
         index = None if pending.sample.full else pending.sample.index
         state = pending.state if pending.state is not None else self.store.fetch(index, self._state_names())
         state = {k: v.to(self.compute_dtype) if v.is_floating_point() else v for k, v in state.items()}
         weight = pending.rows.detach()
         self.optimizer.update(weight, grad, state, lr)
         self.store.commit(index, self._rounded({"weight": weight, **state}))
-        return True
 
     def _rounded(self, rows: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         """Rows headed for bf16 storage are rounded stochastically (reproducibly: seeded by step, rank)."""
@@ -264,24 +257,13 @@ class PartialFC:
             for name, values in rows.items()
         }
 
-    def _dense_step(self, lr: float, grad_scale: float) -> bool:
-        grad = self.weight.grad
-        if grad is None:
+    def _dense_step(self, lr: float) -> None:
+        if self.weight.grad is None:
             raise RuntimeError("PartialFC.step(): the loss has no gradient yet; call loss.backward() first")
-        if grad_scale != 1.0:
-            grad.div_(grad_scale)
-            if not self._finite_everywhere(grad):
-                self.dense_optimizer.zero_grad(set_to_none=False)
-                return False
         for group in self.dense_optimizer.param_groups:
             group["lr"] = lr
         self.dense_optimizer.step()
         self.dense_optimizer.zero_grad(set_to_none=False)  # arcface_torch keeps the dense gradient
-        return True
-
-    def _finite_everywhere(self, grad: torch.Tensor) -> bool:
-        bad = torch.tensor([0.0 if bool(torch.isfinite(grad).all()) else 1.0], device=self.ctx.device)
-        return float(self.ctx.all_reduce_max(bad)[0]) == 0.0
 
     # -- state and checkpoints ---------------------------------------------------------------
 

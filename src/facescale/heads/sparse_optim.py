@@ -100,17 +100,6 @@ def build_sparse_optimizer(cfg: OptimConfig) -> SparseOptimizer:
     raise ConfigError(f"config key 'optim.name': {cfg.name!r} is not one of sgd, adamw")
 
 
-def build_dense_optimizer(cfg: OptimConfig, param: torch.Tensor) -> torch.optim.Optimizer:
-    """torch's own optimizer over the whole shard (the dense, arcface_torch-style update)."""
-    if cfg.name == "sgd":
-        return torch.optim.SGD([param], lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
-    if cfg.name == "adamw":
-        return torch.optim.AdamW(
-            [param], lr=cfg.lr, betas=(cfg.betas[0], cfg.betas[1]), weight_decay=cfg.weight_decay
-        )
-    raise ConfigError(f"config key 'optim.name': {cfg.name!r} is not one of sgd, adamw")
-
-
 def stochastic_round_bf16(values: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
     """fp32 [...] -> bf16, rounding up or down at random with probability given by the distance.
 

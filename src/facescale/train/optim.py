@@ -1,20 +1,13 @@
-"""The backbone's optimizer. The head updates its own (sampled) rows: see heads/partial_fc.py."""
+"""The learning rate: linear scaling with the global batch, and setting it on an optimizer.
+
+The optimizers themselves are built by ``facescale.optim_factory``.
+"""
 
 from __future__ import annotations
 
 import torch
-from torch import nn
 
 from facescale.config import OptimConfig
-
-
-def build_optimizer(backbone: nn.Module, cfg: OptimConfig, lr: float) -> torch.optim.Optimizer:
-    """SGD with momentum and weight decay, or AdamW; ``lr`` is the scaled base rate."""
-    params = [p for p in backbone.parameters() if p.requires_grad]
-    if cfg.name == "sgd":
-        return torch.optim.SGD(params, lr=lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
-    betas = (float(cfg.betas[0]), float(cfg.betas[1]))
-    return torch.optim.AdamW(params, lr=lr, betas=betas, weight_decay=cfg.weight_decay)
 
 
 def scaled_lr(cfg: OptimConfig, global_batch: int) -> float:

@@ -32,9 +32,10 @@ from facescale.heads.partial_fc import build_head
 from facescale.models import backbone_from_config
 from facescale.models.factory import spec_from_config
 from facescale.models.loading import CONFIG_FILE, latest_step_dir, load_initial_weights
+from facescale.optim_factory import build_optimizer
 from facescale.train.checkpoint import CheckpointManager, export_backbone
 from facescale.train.monitor import TrainMonitor
-from facescale.train.optim import build_optimizer, scaled_lr, set_lr
+from facescale.train.optim import scaled_lr, set_lr
 from facescale.train.precision import resolve_precision
 from facescale.train.schedule import PolynomialWarmup
 
@@ -118,7 +119,8 @@ def train(cfg: Config, ctx: DistContext, resume: bool = False) -> TrainResult:
     if cfg.model.channels_last:
         backbone = backbone.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
     head = build_head(cfg, num_classes, ctx)
-    optimizer = build_optimizer(backbone, cfg.optim, schedule.base_lr)
+    trainable = [p for p in backbone.parameters() if p.requires_grad]
+    optimizer = build_optimizer(trainable, cfg.optim, schedule.base_lr)
     scaler = torch.amp.GradScaler(device.type, enabled=precision.uses_grad_scaler)
     checkpoints = CheckpointManager(run_dir, ctx, cfg.train.keep_checkpoints)
     backbone_spec = spec_from_config(cfg.model).to_dict()

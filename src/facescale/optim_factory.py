@@ -1,0 +1,25 @@
+"""torch's optimizer for the ``optim`` config: the backbone's, and the head's dense update.
+
+It sits below ``train`` and ``heads`` so that both build their optimizer the same way (the
+head may not import the trainer). The head's sparse row update is ``heads.sparse_optim``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+import torch
+
+from facescale.config import OptimConfig
+from facescale.errors import ConfigError
+
+
+def build_optimizer(params: Iterable[torch.Tensor], cfg: OptimConfig, lr: float) -> torch.optim.Optimizer:
+    """SGD with momentum and weight decay (``optim.name`` sgd), or AdamW (adamw), at rate ``lr``."""
+    params = list(params)
+    if cfg.name == "sgd":
+        return torch.optim.SGD(params, lr=lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
+    if cfg.name == "adamw":
+        betas = (float(cfg.betas[0]), float(cfg.betas[1]))
+        return torch.optim.AdamW(params, lr=lr, betas=betas, weight_decay=cfg.weight_decay)
+    raise ConfigError(f"config key 'optim.name': {cfg.name!r} is not one of sgd, adamw")

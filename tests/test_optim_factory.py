@@ -1,0 +1,33 @@
+"""The one factory of torch optimizers, used by the trainer (backbone) and the head's dense update."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from facescale.config import OptimConfig
+from facescale.errors import ConfigError
+from facescale.optim_factory import build_optimizer
+
+
+def test_sgd_takes_the_configured_rate_momentum_and_decay() -> None:
+    params = [torch.nn.Parameter(torch.zeros(3)), torch.nn.Parameter(torch.zeros(2))]
+    opt = build_optimizer(iter(params), OptimConfig(name="sgd", momentum=0.8, weight_decay=0.01), lr=0.3)
+    assert type(opt) is torch.optim.SGD
+    group = opt.param_groups[0]
+    assert (group["lr"], group["momentum"], group["weight_decay"]) == (0.3, 0.8, 0.01)
+    assert group["params"] == params
+
+
+def test_adamw_takes_the_configured_betas_as_floats() -> None:
+    cfg = OptimConfig(name="adamw", betas=[0, 0.99], weight_decay=0.02)  # YAML may give an int
+    opt = build_optimizer([torch.nn.Parameter(torch.zeros(3))], cfg, lr=0.001)
+    assert type(opt) is torch.optim.AdamW
+    group = opt.param_groups[0]
+    assert group["betas"] == (0.0, 0.99) and all(isinstance(b, float) for b in group["betas"])
+    assert (group["lr"], group["weight_decay"]) == (0.001, 0.02)
+
+
+def test_unknown_optimizer_is_a_config_error() -> None:
+    with pytest.raises(ConfigError, match=r"optim\.name.*'lamb'"):
+        build_optimizer([torch.nn.Parameter(torch.zeros(1))], OptimConfig(name="lamb"), lr=0.1)
