@@ -1,4 +1,4 @@
-"""torch's optimizer for the ``optim`` config: the backbone's, and the head's dense update.
+"""torch's optimizer for the ``optim`` config (the backbone's and the head's dense update), and its rate.
 
 It sits below ``train`` and ``heads`` so that both build their optimizer the same way (the
 head may not import the trainer). The head's sparse row update is ``heads.sparse_optim``.
@@ -23,3 +23,9 @@ def build_optimizer(params: Iterable[torch.Tensor], cfg: OptimConfig, lr: float)
         betas = (float(cfg.betas[0]), float(cfg.betas[1]))
         return torch.optim.AdamW(params, lr=lr, betas=betas, weight_decay=cfg.weight_decay)
     raise ConfigError(f"config key 'optim.name': {cfg.name!r} is not one of sgd, adamw")
+
+
+def set_lr(optimizer: torch.optim.Optimizer, lr: float) -> None:
+    """Set the rate of every parameter group (the schedule changes it every step)."""
+    for group in optimizer.param_groups:
+        group["lr"] = lr

@@ -36,7 +36,7 @@ from facescale.distributed.context import DistContext
 from facescale.errors import FacescaleError
 from facescale.heads.margins import arcface
 from facescale.heads.partial_fc import PartialFC
-from facescale.optim_factory import build_optimizer
+from facescale.optim_factory import build_optimizer, set_lr
 
 
 @dataclass(frozen=True)
@@ -97,8 +97,7 @@ class _FullSoftmax:
         return F.cross_entropy(self.linear(embeddings), labels)
 
     def step(self, lr: float) -> None:
-        for group in self.optimizer.param_groups:
-            group["lr"] = lr
+        set_lr(self.optimizer, lr)
         self.optimizer.step()
         self.optimizer.zero_grad(set_to_none=False)
 

@@ -43,7 +43,7 @@ from facescale.heads.row_store import DeviceRowStore, HostRowStore
 from facescale.heads.sampling import ClassSample, mixed_seed, sample_classes, sampling_seed
 from facescale.heads.shard_io import read_rows, remove_other_world_sizes, write_shard
 from facescale.heads.sparse_optim import build_sparse_optimizer, stochastic_round_bf16
-from facescale.optim_factory import build_optimizer
+from facescale.optim_factory import build_optimizer, set_lr
 
 
 @dataclass
@@ -260,8 +260,7 @@ class PartialFC:
     def _dense_step(self, lr: float) -> None:
         if self.weight.grad is None:
             raise RuntimeError("PartialFC.step(): the loss has no gradient yet; call loss.backward() first")
-        for group in self.dense_optimizer.param_groups:
-            group["lr"] = lr
+        set_lr(self.dense_optimizer, lr)
         self.dense_optimizer.step()
         self.dense_optimizer.zero_grad(set_to_none=False)  # arcface_torch keeps the dense gradient
 

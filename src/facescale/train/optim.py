@@ -1,11 +1,9 @@
-"""The learning rate: linear scaling with the global batch, and setting it on an optimizer.
+"""The learning rate's linear scaling with the global batch.
 
-The optimizers themselves are built by ``facescale.optim_factory``.
+Optimizers are built, and their rate set, by ``facescale.optim_factory``.
 """
 
 from __future__ import annotations
-
-import torch
 
 from facescale.config import OptimConfig
 
@@ -15,8 +13,3 @@ def scaled_lr(cfg: OptimConfig, global_batch: int) -> float:
     if cfg.lr_batch_size <= 0:
         return cfg.lr
     return cfg.lr * global_batch / cfg.lr_batch_size
-
-
-def set_lr(optimizer: torch.optim.Optimizer, lr: float) -> None:
-    for group in optimizer.param_groups:
-        group["lr"] = lr
