@@ -10,6 +10,7 @@ records unreadable at open are reported from the open itself.
 from __future__ import annotations
 
 import multiprocessing
+import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass, field
@@ -35,6 +36,7 @@ class VerifyReport:
     bad: list[str] = field(default_factory=list)
     excluded_count: int = 0  # dropped when the dataset was opened (labels, unreadable index)
     excluded: list[str] = field(default_factory=list)
+    seconds: float = 0.0
 
     @property
     def ok(self) -> bool:
@@ -44,7 +46,11 @@ class VerifyReport:
         return {**asdict(self), "ok": self.ok}
 
     def to_text(self) -> str:
-        lines = [f"{self.root}: decoded {self.checked} images strictly, {self.bad_count} bad"]
+        rate = self.checked / self.seconds if self.seconds > 0 else 0.0
+        lines = [
+            f"{self.root}: decoded {self.checked} images strictly in {self.seconds:.1f} s "
+            f"({rate:.0f} images/s), {self.bad_count} bad"
+        ]
         lines += [f"  {text}" for text in self.bad]
         if self.bad_count > len(self.bad):
             lines.append(f"  ... and {self.bad_count - len(self.bad)} more")
@@ -91,10 +97,12 @@ def verify_dataset(
             progress(bounds[1] - bounds[0])
 
     _WORKER_DATASET = dataset
+    start = time.perf_counter()
     try:
         if workers <= 0:
             for bounds in _ranges(len(dataset)):
                 take(_check_range(bounds), bounds)
+            report.seconds = time.perf_counter() - start
             return report
         import cv2
 
@@ -104,6 +112,7 @@ def verify_dataset(
             chunks = list(_ranges(len(dataset)))
             for bounds, problems in zip(chunks, pool.map(_check_range, chunks), strict=True):
                 take(problems, bounds)
+        report.seconds = time.perf_counter() - start
         return report
     finally:
         _WORKER_DATASET = None
