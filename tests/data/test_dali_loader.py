@@ -17,7 +17,7 @@ from datatest_utils import write_im2rec, write_rec_with_bad_records
 from facescale.config import AugmentConfig, DataConfig
 from facescale.data.datasets import open_dataset
 from facescale.data.loader import TrainLoader, build_train_loader, rank_batches
-from facescale.errors import DataError
+from facescale.errors import DataError, FacescaleError
 
 pytest.importorskip("nvidia.dali", reason="NVIDIA DALI (the dali extra) is not installed")
 from facescale.data.dali_loader import DaliTrainLoader
@@ -79,13 +79,20 @@ def test_resume_mid_epoch_and_reshuffle(tmp_path: Path) -> None:
         assert [y.tolist() for _, y in loader] == expected  # a fresh pipeline, nothing stale
 
 
-def test_bad_samples_fail_naming_the_record(tmp_path: Path) -> None:
+@pytest.mark.parametrize("prefetch", [1, 3])
+def test_bad_samples_fail_at_the_same_batch_as_the_cpu_loader(tmp_path: Path, prefetch: int) -> None:
+    """DALI decodes ahead, but a bad record stops training only when its batch is reached."""
     write_rec_with_bad_records(tmp_path)
-    cfg = DataConfig(root=str(tmp_path), batch_size=9, num_workers=0, dali=True)
-    with pytest.raises(
-        DataError, match=r"train\.rec record [258]: (not a decodable|truncated JPEG|corrupt JPEG)"
-    ):
-        list(build_train_loader(open_dataset(cfg), cfg, 0, 1, seed=0))
+    cfg = DataConfig(root=str(tmp_path), batch_size=3, num_workers=0, prefetch=prefetch)
+    outcomes = []
+    for loader in _both(cfg, seed=1):  # batches [7, 0, 1], [4, 2, 5], [8, 6, 3]
+        delivered = []
+        with pytest.raises(DataError, match=r"train\.rec record [258]: ") as e:
+            for _, y in loader:
+                delivered.append(y.tolist())
+        outcomes.append((delivered, str(e.value).split(":")[0]))
+    assert outcomes[0] == outcomes[1]
+    assert outcomes[0] == ([[3, 0, 1]], f"{tmp_path / 'train.rec'} record 2")  # labels: key % 4
 
 
 def test_bad_record_found_by_the_decoder_names_it(tmp_path: Path) -> None:
@@ -94,23 +101,60 @@ def test_bad_record_found_by_the_decoder_names_it(tmp_path: Path) -> None:
     cfg = DataConfig(root=str(tmp_path), batch_size=4, num_workers=0, dali=True)
     dataset = open_dataset(cfg)
     dataset.drop(np.array([5, 8]))  # leave record 2 as the only bad one
-    with pytest.raises(DataError, match=r"record 2: not a decodable image .*after the DALI decoder failed"):
+    with pytest.raises(DataError, match=r"record 2: not a decodable image .*\(refused by the DALI decoder\)"):
         for _ in build_train_loader(dataset, cfg, 0, 1, seed=0):
             pass
 
 
 def test_bad_samples_skip_counts_and_reports_every_epoch(tmp_path: Path) -> None:
     write_rec_with_bad_records(tmp_path)
-    cfg = DataConfig(root=str(tmp_path), batch_size=3, num_workers=0, bad_data="skip", dali=True, prefetch=2)
-    loader = build_train_loader(open_dataset(cfg), cfg, 0, 1, seed=0)
+    cfg = DataConfig(
+        root=str(tmp_path), batch_size=3, num_workers=0, bad_data="skip", prefetch=2, augment=STRONG
+    )
+    cpu, dali = _both(cfg, seed=0)
     for epoch in (0, 1):
-        loader.set_epoch(epoch)
-        batches = list(loader)
-        assert len(batches) == 3  # no batch lost or repeated when the pipeline restarts
-        labels = torch.cat([y for _, y in batches]).tolist()
-        assert all(torch.isfinite(x).all() for x, _ in batches)
-        report = loader.bad_data_report()
+        for loader in (cpu, dali):
+            loader.set_epoch(epoch)
+        pairs = list(zip(cpu, dali, strict=True))
+        assert len(pairs) == 3  # no batch lost or repeated when the pipeline restarts
+        for (x_cpu, y_cpu), (x_dali, y_dali) in pairs:
+            # The same donors replace the same bad slots, with the same augmentation draws.
+            assert torch.equal(y_cpu, y_dali)
+            assert (x_cpu - x_dali).abs().max() <= 2 / 127.5 + 1e-6
+        report = dali.bad_data_report()
         assert report is not None and f"epoch {epoch}: skipped 3 bad sample(s)" in report
         assert "record 2" in report and "record 5: truncated JPEG" in report and "record 8" in report
-        # Each bad slot holds a copy of a good sample of its batch: labels of good records only.
-        assert labels.count(2) <= 2 and len(labels) == 9
+
+
+def test_a_failure_no_record_explains_is_raised_as_it_is(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    write_im2rec(tmp_path, list(range(8)))
+    cfg = DataConfig(root=str(tmp_path), batch_size=4, num_workers=0, dali=True, bad_data="skip")
+    loader = build_train_loader(open_dataset(cfg), cfg, 0, 1, seed=0)
+    build = DaliTrainLoader._build_pipeline
+
+    class FailingOnce:
+        def __init__(self, pipeline: object) -> None:
+            self.pipeline = pipeline
+
+        def run(self, *args: object) -> object:
+            self.pipeline.run(*args)  # type: ignore[attr-defined]
+            raise RuntimeError("Critical error in pipeline:\nencountered:\n\nCUDA out of memory")
+
+    monkeypatch.setattr(DaliTrainLoader, "_build_pipeline", lambda self: FailingOnce(build(self)))
+    with pytest.raises(FacescaleError, match=r"record 0.*no record of it fails alone.*: CUDA out of memory"):
+        list(loader)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU (nvJPEG)")
+def test_gpu_decoding_matches_the_cpu_loader(fixture_dir: Path) -> None:
+    """nvJPEG's IDCT and chroma upsampling differ from libjpeg-turbo's by rounding, not more."""
+    cfg = DataConfig(root=str(fixture_dir), batch_size=8, num_workers=2, augment=STRONG)
+    cpu = build_train_loader(open_dataset(cfg), cfg, 0, 1, seed=3)
+    gpu = build_train_loader(open_dataset(cfg), replace(cfg, dali=True), 0, 1, seed=3, device="cuda")
+    for (x_cpu, y_cpu), (x_gpu, y_gpu) in zip(cpu, gpu, strict=True):
+        assert x_gpu.is_cuda and y_gpu.is_cuda and x_gpu.dtype == torch.float32
+        assert torch.equal(y_gpu.cpu(), y_cpu)
+        levels = (x_gpu.cpu() - x_cpu).abs() * 127.5
+        assert levels.mean() < 1.0 and levels.max() <= 24

@@ -80,6 +80,8 @@ def facescale_loader(
         loader.set_epoch(epoch)
         for x, _ in loader:
             if not start:
+                if device is not None and device.type == "cuda":
+                    torch.cuda.synchronize(device)
                 start = time.perf_counter()  # after the first batch: workers are up
                 continue
             done += x.shape[0]

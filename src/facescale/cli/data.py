@@ -101,7 +101,10 @@ def register(subparsers: Any) -> None:
         "recordio",
     )
     sub.add_argument(
-        "--workers", type=int, default=os.cpu_count() or 1, help="decoding processes (default: all cores)"
+        "--workers",
+        type=int,
+        default=len(os.sched_getaffinity(0)),
+        help="decoding processes (default: the cores this process may use)",
     )
     sub.add_argument("--json", action="store_true", help="print the report as JSON")
     parser.set_defaults(func=run, data_parser=parser)

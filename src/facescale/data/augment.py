@@ -46,7 +46,9 @@ def blur(image: np.ndarray, sigma: float) -> np.ndarray:
 
 def color_jitter(image: np.ndarray, saturation: float, contrast: float, brightness: float) -> np.ndarray:
     """Scale saturation (around the luma), contrast (around the mean luma) and brightness."""
-    # float32 throughout (factors are Python floats), as the device path computes it.
+    # The luma in float32, the rest in float64 (the factors are float64 scalars), as this has
+    # always been computed: runs resumed across versions see the same pixels.
+    saturation, contrast, brightness = np.float64(saturation), np.float64(contrast), np.float64(brightness)
     pixels: np.ndarray = image.astype(np.float32)
     gray = pixels @ _LUMA
     pixels = gray[..., None] + (pixels - gray[..., None]) * saturation

@@ -8,16 +8,19 @@ from the same ``(seed, epoch, rank, step)`` generator as the CPU workers. DALI d
 augmentations and normalisation then run on the batch in torch on the GPU (``device_augment``).
 Without a GPU device DALI decodes on the CPU, which is how the tests run it.
 
-A GPU decoder is not a strict validator. When DALI reports a decode error, the batches it was
-working on are decoded again strictly on the host to find the record at fault, which then stops
-training with its name (``bad_data=fail``) or is skipped from then on (``skip``): the pipeline is
-rebuilt and resumes at the failed batch, so no batch is lost or repeated. A JPEG damaged inside
+A GPU decoder is not a strict validator. When DALI reports a decode error, each record of the
+batches it was working on is decoded alone by the same DALI decoder to find the ones it refuses;
+those are bad from then on, whichever batch they fall in, so what is skipped does not depend on
+the prefetch depth or on where a run was resumed. The pipeline is rebuilt and resumes at the
+failed batch, so no batch is lost or repeated, and a bad record stops training (``bad_data=fail``)
+or is skipped (``skip``) when its batch is reached, as in the CPU loader. A JPEG damaged inside
 its entropy-coded data may decode on the GPU without an error; ``facescale data verify`` finds
 those once, before training.
 """
 
 from __future__ import annotations
 
+import functools
 from collections import deque
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -30,7 +33,7 @@ from facescale.config import DataConfig
 from facescale.data.augment import Augmenter, SampleAugment
 from facescale.data.device_augment import augment_batch
 from facescale.data.face_dataset import FaceDataset
-from facescale.data.image_codec import check_encoded, decode_image
+from facescale.data.image_codec import check_encoded, decode_image, encode_jpeg
 from facescale.data.loader import IMAGE_SIZE, EpochLoader, rank_batches
 from facescale.errors import DataError, FacescaleError
 from facescale.models.preprocess import normalize
@@ -62,6 +65,7 @@ class _Plan:
     labels: np.ndarray
     draws: list[SampleAugment]
     bad: list[str]  # samples skipped in this batch
+    error: str | None = None  # bad_data=fail: the problem to stop with when this batch is reached
 
 
 class DaliTrainLoader(EpochLoader):
@@ -109,29 +113,45 @@ class DaliTrainLoader(EpochLoader):
             try:
                 encoded[slot] = self._read(i)
             except DataError as e:
-                if not self.skip_bad:
-                    raise
                 bad.append(str(e))
+                if not self.skip_bad:
+                    break  # the CPU loader stops at the first bad sample too
                 continue
             draws[slot] = self.augmenter.draw(rng)
         indices = indices.copy()
         labels = self.dataset.labels[indices].copy()
-        if bad:
-            good = [slot for slot, data in enumerate(encoded) if data is not None]
-            if not good:
-                raise DataError(f"every sample of a batch is bad: {bad[0]}")
-            bad_slots = [slot for slot, data in enumerate(encoded) if data is None]
-            # A bad sample becomes a copy of a good one of the same batch, as in the CPU loader:
-            # batches keep their size, so every rank runs the same steps.
-            for slot, donor in zip(bad_slots, rng.choice(good, size=len(bad_slots)).tolist(), strict=True):
-                encoded[slot], draws[slot] = encoded[donor], draws[donor]
-                indices[slot], labels[slot] = indices[donor], labels[donor]
-        return _Plan(step, indices, encoded, labels, draws, bad)  # type: ignore[arg-type]
+        plan = _Plan(step, indices, encoded, labels, draws, bad)  # type: ignore[arg-type]
+        if not bad:
+            return plan
+        # The batch still goes to DALI whole (its slots must hold decodable images); an error
+        # waits in the plan until the batch is reached, so the batches before it are delivered.
+        if not self.skip_bad:
+            plan.error = bad[0]
+        good = [slot for slot, data in enumerate(encoded) if data is not None]
+        if not good:
+            plan.error = plan.error or f"every sample of a batch is bad: {bad[0]}"
+            plan.encoded = [_placeholder_jpeg()] * len(indices)
+            plan.draws = [_NO_AUGMENT] * len(indices)
+            return plan
+        bad_slots = [slot for slot, data in enumerate(encoded) if data is None]
+        # A bad sample becomes a copy of a good one of the same batch, as in the CPU loader:
+        # batches keep their size, so every rank runs the same steps.
+        for slot, donor in zip(bad_slots, rng.choice(good, size=len(bad_slots)).tolist(), strict=True):
+            encoded[slot], draws[slot] = encoded[donor], draws[donor]
+            indices[slot], labels[slot] = indices[donor], labels[donor]
+        return plan
+
+    def _decode_graph(self, encoded: Any) -> Any:
+        """The DALI ops from encoded bytes to uint8 ``[3, 112, 112]`` images (on the GPU if any)."""
+        fn, types = self._dali.fn, self._dali.types
+        images = fn.decoders.image(encoded, device="mixed" if self.on_gpu else "cpu", output_type=types.RGB)
+        # Identity for images already 112x112 (the usual case); others are resampled.
+        images = fn.resize(images, size=list(IMAGE_SIZE), antialias=True)
+        return fn.transpose(images, perm=[2, 0, 1])
 
     def _build_pipeline(self) -> Any:
         """A DALI pipeline pulling ``self._plans`` in order, decoding to uint8 ``[B, 3, 112, 112]``."""
         dali = self._dali
-        fn, types = dali.fn, dali.types
 
         def next_batch() -> list[np.ndarray]:
             plan = next(self._plans)  # StopIteration ends the epoch for DALI too
@@ -145,17 +165,26 @@ class DaliTrainLoader(EpochLoader):
             prefetch_queue_depth=self.cfg.prefetch,
         )
         def decode() -> Any:
-            encoded = fn.external_source(source=next_batch, batch=True, dtype=types.UINT8, ndim=1)
-            images = fn.decoders.image(
-                encoded, device="mixed" if self.on_gpu else "cpu", output_type=types.RGB
-            )
-            # Identity for images already 112x112 (the usual case); others are resampled.
-            images = fn.resize(images, size=list(IMAGE_SIZE), antialias=True)
-            return fn.transpose(images, perm=[2, 0, 1])
+            encoded = dali.fn.external_source(source=next_batch, batch=True, dtype=dali.types.UINT8, ndim=1)
+            return self._decode_graph(encoded)
 
         pipeline = decode()
         pipeline.build()
         return pipeline
+
+    def _build_checker(self) -> Any:
+        """A one-image pipeline with the same decoder, fed by hand, to test records one by one."""
+        dali = self._dali
+
+        @dali.pipeline_def(
+            batch_size=1, num_threads=1, device_id=self._device_index(), prefetch_queue_depth=1
+        )
+        def check() -> Any:
+            return self._decode_graph(dali.fn.external_source(name="encoded", dtype=dali.types.UINT8, ndim=1))
+
+        checker = check()
+        checker.build()
+        return checker
 
     def _device_index(self) -> int | None:
         if not self.on_gpu:
@@ -179,28 +208,34 @@ class DaliTrainLoader(EpochLoader):
                 self._pipeline = None  # free its buffers before building the next one
                 self._pipeline = self._build_pipeline()
             self._pipeline_idle = False
+            stream = torch.cuda.current_stream(self.device) if self.on_gpu else None
             while True:
                 try:
-                    (decoded,) = self._pipeline.run()
+                    # On a GPU the outputs are bound to torch's stream: DALI reuses their buffers
+                    # only after the copy queued on that stream below.
+                    (decoded,) = self._pipeline.run(stream)
                 except StopIteration:
                     self._pipeline.reset()
                     self._pipeline_idle = True
                     return
                 except RuntimeError as error:
-                    self._find_bad_records(error)
-                    step = self._pending[0].step  # restart at the failed batch
+                    self._find_refused_records(error)
+                    step = self._pending[0].step  # restart at the failed batch, re-planned
                     break
                 plan = self._pending.popleft()
-                yield self._finish(decoded, plan, epoch)
+                if plan.error is not None:
+                    raise DataError(plan.error)
+                yield self._finish(decoded, plan, epoch, stream)
                 step = plan.step + 1
 
-    def _finish(self, decoded: Any, plan: _Plan, epoch: int) -> tuple[torch.Tensor, torch.Tensor]:
+    def _finish(
+        self, decoded: Any, plan: _Plan, epoch: int, stream: Any
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """DALI's uint8 batch -> augmented, normalised float images on the device, with labels."""
         from nvidia.dali.plugin.pytorch import feed_ndarray
 
         device = self.device if self.on_gpu else torch.device("cpu")
         images = torch.empty((len(plan.indices), 3, *IMAGE_SIZE), dtype=torch.uint8, device=device)
-        stream = torch.cuda.current_stream(device) if self.on_gpu else None
         feed_ndarray(decoded.as_tensor(), images, cuda_stream=stream)
         if any(draw != _NO_AUGMENT for draw in plan.draws):
             images = augment_batch(images, plan.draws)
@@ -208,26 +243,59 @@ class DaliTrainLoader(EpochLoader):
         labels = torch.from_numpy(plan.labels).to(device, non_blocking=True)
         return normalize(images), labels
 
-    def _find_bad_records(self, error: RuntimeError) -> None:
-        """After DALI failed: decode the batches in flight strictly on the host to name the record.
+    def _find_refused_records(self, error: RuntimeError) -> None:
+        """After DALI failed on a batch: decode each record in flight alone to find those it refuses.
 
-        ``fail``: DataError naming it. ``skip``: remember it, so the rebuilt pipeline replaces it.
-        Nothing found means DALI failed for another reason, and its error is raised as it is.
+        They go to ``_known_bad`` (named with the strict host decoder's diagnosis when it has one),
+        and the re-planned batches treat them as bad. A failure no single record explains (every
+        record refused, or none) is not a data problem: it is raised with the records in flight.
         """
-        found = False
+        checker = self._build_checker()
+        checked: set[int] = set()
+        refused: dict[int, str] = {}
         for plan in self._pending:
             for slot, i in enumerate(plan.indices.tolist()):
-                if i in self._known_bad:
+                if i in self._known_bad or i in checked:
                     continue
+                checked.add(i)
                 try:
-                    decode_image(plan.encoded[slot].tobytes(), self.dataset.describe(i))
-                except DataError as e:
-                    if not self.skip_bad:
-                        raise DataError(f"{e} (found after the DALI decoder failed)") from None
-                    self._known_bad[i] = str(e)
-                    found = True
-        if not found:
-            raise error
+                    checker.feed_input("encoded", [plan.encoded[slot]])
+                    checker.run()
+                except RuntimeError as e:
+                    refused[i] = self._diagnose(i, plan.encoded[slot], e)
+                    checker = self._build_checker()  # DALI: "pipeline object is no longer valid"
+        if not refused or len(refused) == len(checked):
+            names = ", ".join(self.dataset.describe(i) for i in sorted(checked)[:3])
+            raise FacescaleError(
+                f"DALI failed on a batch holding {names}, ... ({len(checked)} records in flight), and "
+                f"{'no' if not refused else 'every'} record of it fails alone, so no bad record explains "
+                f"it: {_dali_reason(error)}"
+            ) from error
+        self._known_bad.update(refused)
+
+    def _diagnose(self, i: int, encoded: np.ndarray, error: RuntimeError) -> str:
+        """Why record ``i`` is bad: the strict host decoder's words, else DALI's."""
+        try:
+            decode_image(encoded.tobytes(), self.dataset.describe(i))
+        except DataError as e:
+            return f"{e} (refused by the DALI decoder)"
+        return f"{self.dataset.describe(i)}: the DALI decoder refuses it: {_dali_reason(error)}"
+
+
+def _dali_reason(error: BaseException) -> str:
+    """The informative line of a DALI error (it follows "encountered:"), else its first line."""
+    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+    if "encountered:" in lines:
+        after = lines[lines.index("encountered:") + 1 :]
+        if after:
+            return after[0]
+    return lines[0] if lines else type(error).__name__
+
+
+@functools.cache
+def _placeholder_jpeg() -> np.ndarray:
+    """A decodable grey face-sized JPEG: fills a batch whose every sample is bad (never yielded)."""
+    return np.frombuffer(encode_jpeg(np.full((*IMAGE_SIZE, 3), 128, dtype=np.uint8)), dtype=np.uint8)
 
 
 _NO_AUGMENT = SampleAugment()

@@ -7,10 +7,16 @@ applied here with torch ops on the batch. Each transform follows its OpenCV coun
 flip and grayscale are bit-exact (OpenCV's fixed-point BT.601 weights), and colour jitter, blur
 and downscale differ by at most one grey level where OpenCV's fixed-point rounding differs. Every
 transform rounds back to uint8, as the CPU path does between transforms.
+
+The filters run in float64: the tensors are small, and TF32 (which cuDNN and matmuls may use
+for float32 on Ampere and later GPUs) would round away the agreement with OpenCV. Per-batch
+host-to-device traffic is a few small index and parameter tensors; resampling matrices are
+made once per size and device.
 """
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 
 import torch
@@ -30,28 +36,24 @@ def _to_uint8(pixels: torch.Tensor) -> torch.Tensor:
     return (pixels + 0.5).clamp_(0, 255).floor_().to(torch.uint8)
 
 
-def _gaussian_kernels(sigmas: Sequence[float], device: torch.device) -> torch.Tensor:
-    """``[n, k]`` normalised 1-D Gaussian kernels, each sized as OpenCV sizes it for 8-bit images
-    (``round(6 sigma + 1) | 1``) and zero-padded to the largest."""
-    sizes = [round(s * 6 + 1) | 1 for s in sigmas]
-    width = max(sizes)
-    x = torch.arange(width, device=device, dtype=torch.float64) - (width - 1) / 2
-    kernels = torch.zeros(len(sigmas), width, dtype=torch.float64, device=device)
-    for row, (sigma, size) in enumerate(zip(sigmas, sizes, strict=True)):
-        inside = x.abs() <= (size - 1) / 2
-        values = torch.exp(-(x[inside] ** 2) / (2 * sigma * sigma))
-        kernels[row, inside] = values / values.sum()
-    return kernels.float()
+def gaussian_kernels(sigmas: Sequence[float]) -> torch.Tensor:
+    """``[n, k]`` float64 normalised 1-D Gaussian kernels (on the host), each sized as OpenCV sizes
+    it for 8-bit images (``round(6 sigma + 1) | 1``) and zero-padded to the largest."""
+    sigma = torch.tensor(sigmas, dtype=torch.float64)[:, None]
+    half_sizes = torch.tensor([(round(s * 6 + 1) | 1) // 2 for s in sigmas], dtype=torch.float64)[:, None]
+    x = torch.arange(-half_sizes.max().item(), half_sizes.max().item() + 1, dtype=torch.float64)[None]
+    kernels = torch.exp(-(x**2) / (2 * sigma**2)) * (x.abs() <= half_sizes)
+    return kernels / kernels.sum(dim=1, keepdim=True)
 
 
 def blur_batch(images: torch.Tensor, sigmas: Sequence[float]) -> torch.Tensor:
     """Separable Gaussian blur of uint8 ``[n, 3, H, W]`` with one sigma per image (mirrored border)."""
     n, c, h, w = images.shape
-    kernels = _gaussian_kernels(sigmas, images.device)
+    kernels = gaussian_kernels(sigmas).to(images.device)
     radius = (kernels.shape[1] - 1) // 2
     weights = kernels.repeat_interleave(c, dim=0)[:, None]  # [n*c, 1, k]
     # One grouped convolution for the whole batch: every image-channel is its own group.
-    x = images.float().reshape(1, n * c, h, w)
+    x = images.double().reshape(1, n * c, h, w)
     x = F.conv2d(F.pad(x, (radius, radius, 0, 0), mode="reflect"), weights[:, :, None, :], groups=n * c)
     x = F.conv2d(F.pad(x, (0, 0, radius, radius), mode="reflect"), weights[:, :, :, None], groups=n * c)
     return _to_uint8(x.reshape(n, c, h, w))
@@ -66,8 +68,8 @@ def area_matrix(size_in: int, size_out: int) -> torch.Tensor:
     """
     scale = size_in / size_out
     starts = torch.arange(size_out, dtype=torch.float64) * scale
-    left = torch.arange(size_in, dtype=torch.float64)
     ends = starts + scale
+    left = torch.arange(size_in, dtype=torch.float64)
     overlap = torch.minimum(left[None] + 1, ends[:, None]) - torch.maximum(left[None], starts[:, None])
     return overlap.clamp_(min=0) / scale
 
@@ -87,30 +89,38 @@ def linear_matrix(size_in: int, size_out: int) -> torch.Tensor:
     return weights
 
 
-def _resample(image: torch.Tensor, along_h: torch.Tensor, along_w: torch.Tensor) -> torch.Tensor:
-    """``along_h @ image @ along_w.T`` for each channel of float ``[C, H, W]``."""
-    device = image.device
-    return along_h.float().to(device) @ image @ along_w.float().to(device).T
+@functools.lru_cache(maxsize=512)
+def _downscale_matrices(
+    h: int, w: int, small_h: int, small_w: int, device: torch.device
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Shrink (area) and grow (linear) matrices for both axes, float64 on ``device``, made once."""
+    matrices = (
+        area_matrix(h, small_h),
+        area_matrix(w, small_w),
+        linear_matrix(small_h, h),
+        linear_matrix(small_w, w),
+    )
+    return tuple(m.to(device) for m in matrices)  # type: ignore[return-value]
 
 
-def downscale_one(image: torch.Tensor, scale: float) -> torch.Tensor:
-    """Shrink uint8 ``[3, H, W]`` to ``scale`` of its size (area average) and back (bilinear)."""
-    h, w = image.shape[-2:]
-    small_h, small_w = downscaled_size(h, w, scale)
-    small = _to_uint8(_resample(image.float(), area_matrix(h, small_h), area_matrix(w, small_w)))
-    return _to_uint8(_resample(small.float(), linear_matrix(small_h, h), linear_matrix(small_w, w)))
+def downscale_batch(images: torch.Tensor, scale: float) -> torch.Tensor:
+    """Shrink uint8 ``[n, 3, H, W]`` to ``scale`` of the size (area average) and back (bilinear)."""
+    h, w = images.shape[-2:]
+    down_h, down_w, up_h, up_w = _downscale_matrices(h, w, *downscaled_size(h, w, scale), images.device)
+    small = _to_uint8(down_h @ images.double() @ down_w.T)
+    return _to_uint8(up_h @ small.double() @ up_w.T)
 
 
 def color_jitter_batch(images: torch.Tensor, factors: torch.Tensor) -> torch.Tensor:
-    """Saturation, contrast and brightness factors ``[n, 3]`` applied to uint8 ``[n, 3, H, W]``."""
+    """Saturation, contrast and brightness factors ``[n, 3]`` applied to uint8 ``[n, 3, H, W]``
+    (the luma in float32, the rest in float64, as the CPU path computes it)."""
     pixels = images.float()
     luma = torch.tensor(_LUMA, device=images.device).view(1, 3, 1, 1)
-    gray = (pixels * luma).sum(dim=1, keepdim=True)
-    saturation, contrast, brightness = (factors[:, i].view(-1, 1, 1, 1) for i in range(3))
-    pixels = gray + (pixels - gray) * saturation
+    gray = (pixels * luma).sum(dim=1, keepdim=True).double()
+    saturation, contrast, brightness = (factors[:, i].double().view(-1, 1, 1, 1) for i in range(3))
+    mixed = gray + (pixels.double() - gray) * saturation
     mean = gray.mean(dim=(1, 2, 3), keepdim=True)
-    pixels = ((pixels - mean) * contrast + mean) * brightness
-    return _to_uint8(pixels)
+    return _to_uint8(((mixed - mean) * contrast + mean) * brightness)
 
 
 def grayscale_batch(images: torch.Tensor) -> torch.Tensor:
@@ -129,13 +139,22 @@ def augment_batch(images: torch.Tensor, draws: Sequence[SampleAugment]) -> torch
     out = images.clone()
     device = images.device
 
-    def rows(flags: list[bool]) -> torch.Tensor:
-        return torch.tensor([i for i, f in enumerate(flags) if f], dtype=torch.long, device=device)
+    def rows(flags: Sequence[bool]) -> torch.Tensor:
+        return torch.tensor([i for i, f in enumerate(flags) if f], dtype=torch.long).to(
+            device, non_blocking=True
+        )
 
-    # Downscaled sizes differ per sample, so those (a fraction of the batch) go one at a time.
+    # Samples shrunk to the same size share one pair of matrix products.
+    by_size: dict[tuple[int, int], list[bool]] = {}
+    h, w = images.shape[-2:]
     for i, d in enumerate(draws):
         if d.downscale is not None:
-            out[i] = downscale_one(out[i], d.downscale)
+            by_size.setdefault(downscaled_size(h, w, d.downscale), [False] * len(draws))[i] = True
+    for flags in by_size.values():
+        idx = rows(flags)
+        scale = next(d.downscale for d, f in zip(draws, flags, strict=True) if f)
+        assert scale is not None
+        out[idx] = downscale_batch(out[idx], scale)
     sigmas = [d.blur_sigma for d in draws if d.blur_sigma is not None]
     if sigmas:
         idx = rows([d.blur_sigma is not None for d in draws])
@@ -143,9 +162,9 @@ def augment_batch(images: torch.Tensor, draws: Sequence[SampleAugment]) -> torch
     jitters = [d.jitter for d in draws if d.jitter is not None]
     if jitters:
         idx = rows([d.jitter is not None for d in draws])
-        out[idx] = color_jitter_batch(out[idx], torch.tensor(jitters, device=device))
+        out[idx] = color_jitter_batch(out[idx], torch.tensor(jitters).to(device, non_blocking=True))
     if any(d.grayscale for d in draws):
         idx = rows([d.grayscale for d in draws])
         out[idx] = grayscale_batch(out[idx])
-    flip = torch.tensor([d.hflip for d in draws], device=device).view(-1, 1, 1, 1)
+    flip = torch.tensor([d.hflip for d in draws]).to(device, non_blocking=True).view(-1, 1, 1, 1)
     return torch.where(flip, out.flip(-1), out)
