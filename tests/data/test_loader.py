@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -120,16 +121,14 @@ def test_truncated_rec_and_offset_past_end(tmp_path: Path) -> None:
         list(build_train_loader(dataset, fail_cfg, 0, 1, seed=0))
 
 
-def test_too_small_and_dali_without_dali(tmp_path: Path) -> None:
+def test_too_small_and_dali_without_dali(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     write_im2rec(tmp_path, [0, 1, 2])
     dataset = open_dataset(DataConfig(root=str(tmp_path)))
     with pytest.raises(DataError, match="fewer than one global batch"):
         build_train_loader(dataset, DataConfig(batch_size=2), rank=0, world_size=2, seed=0)
-    try:
-        import nvidia.dali  # noqa: F401
-    except ImportError:
-        with pytest.raises(FacescaleError, match=r"facescale\[dali\]"):
-            build_train_loader(dataset, DataConfig(batch_size=1, dali=True), rank=0, world_size=1, seed=0)
+    monkeypatch.setitem(sys.modules, "nvidia.dali", None)  # as if the dali extra were not installed
+    with pytest.raises(FacescaleError, match=r"facescale\[dali\]"):
+        build_train_loader(dataset, DataConfig(batch_size=1, dali=True), rank=0, world_size=1, seed=0)
 
 
 def test_persistent_workers_follow_set_epoch(tmp_path: Path) -> None:

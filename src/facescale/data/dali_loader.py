@@ -40,7 +40,7 @@ from facescale.models.preprocess import normalize
 
 INSTALL_HINT = (
     "data.dali=true needs NVIDIA DALI, which is not installed: install the extra with "
-    "`pip install 'facescale[dali]'` (CUDA 12; for CUDA 13 `pip install nvidia-dali-cuda130`), "
+    "`pip install 'facescale[dali]'` (CUDA 12; for CUDA 13 `pip install 'nvidia-dali-cuda130>=2'`), "
     "or set data.dali=false"
 )
 
@@ -163,6 +163,7 @@ class DaliTrainLoader(EpochLoader):
             num_threads=max(1, self.cfg.num_workers),
             device_id=self._device_index(),
             prefetch_queue_depth=self.cfg.prefetch,
+            exec_dynamic=True,  # outputs can be bound to torch's stream (DALI 2's default executor)
         )
         def decode() -> Any:
             encoded = dali.fn.external_source(source=next_batch, batch=True, dtype=dali.types.UINT8, ndim=1)
