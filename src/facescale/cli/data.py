@@ -173,6 +173,7 @@ def _verify(args: argparse.Namespace) -> int:
     from facescale.data.verify_dataset import verify_dataset
 
     dataset = _open(args.source, args.format, bad_data="skip")  # report what the open drops too
+    tqdm.monitor_interval = 0  # no monitor thread alive when the decoding workers are forked
     with tqdm(total=len(dataset), unit="img", desc="verify", disable=not sys.stderr.isatty()) as bar:
         report = verify_dataset(dataset, args.workers, progress=bar.update)
     if args.json:
