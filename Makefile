@@ -29,8 +29,8 @@ $(STAMP): pyproject.toml Makefile
 	touch $(STAMP)
 
 $(DALI_STAMP): $(STAMP)
-	if [ -n "$(DALI_SPEC)" ]; then $(BIN)/python -m pip install -q "$(DALI_SPEC)"; fi
-	touch $(DALI_STAMP)
+	# The stamp only follows an install: a run with DALI_SPEC= leaves the next `make test` to install it.
+	if [ -n "$(DALI_SPEC)" ]; then $(BIN)/python -m pip install -q "$(DALI_SPEC)" && touch $(DALI_STAMP); fi
 
 demo: $(STAMP)
 	$(BIN)/python scripts/demo.py

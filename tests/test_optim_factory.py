@@ -7,7 +7,7 @@ import torch
 
 from facescale.config import OptimConfig
 from facescale.errors import ConfigError
-from facescale.optim_factory import build_optimizer
+from facescale.optim_factory import build_optimizer, scaled_lr, set_lr
 
 
 def test_sgd_takes_the_configured_rate_momentum_and_decay() -> None:
@@ -31,3 +31,12 @@ def test_adamw_takes_the_configured_betas_as_floats() -> None:
 def test_unknown_optimizer_is_a_config_error() -> None:
     with pytest.raises(ConfigError, match=r"optim\.name.*'lamb'"):
         build_optimizer([torch.nn.Parameter(torch.zeros(1))], OptimConfig(name="lamb"), lr=0.1)
+
+
+def test_learning_rate_scales_linearly_with_the_global_batch() -> None:
+    cfg = OptimConfig(lr=0.1, lr_batch_size=512)
+    assert scaled_lr(cfg, 512) == pytest.approx(0.1) and scaled_lr(cfg, 2048) == pytest.approx(0.4)
+    assert scaled_lr(OptimConfig(lr=0.1, lr_batch_size=0), 2048) == 0.1  # 0: the rate as given
+    optimizer = build_optimizer([torch.nn.Parameter(torch.zeros(2))], cfg, lr=0.1)
+    set_lr(optimizer, 0.25)
+    assert [group["lr"] for group in optimizer.param_groups] == [0.25]

@@ -1,4 +1,5 @@
-"""torch's optimizer for the ``optim`` config (the backbone's and the head's dense update), and its rate.
+"""torch's optimizer for the ``optim`` config (the backbone's and the head's dense update), and its rate:
+the linear scaling with the global batch, and setting it each step.
 
 It sits below ``train`` and ``heads`` so that both build their optimizer the same way (the
 head may not import the trainer). The head's sparse row update is ``heads.sparse_optim``.
@@ -23,6 +24,13 @@ def build_optimizer(params: Iterable[torch.Tensor], cfg: OptimConfig, lr: float)
         betas = (float(cfg.betas[0]), float(cfg.betas[1]))
         return torch.optim.AdamW(params, lr=lr, betas=betas, weight_decay=cfg.weight_decay)
     raise ConfigError(f"config key 'optim.name': {cfg.name!r} is not one of sgd, adamw")
+
+
+def scaled_lr(cfg: OptimConfig, global_batch: int) -> float:
+    """Linear scaling: ``lr`` is given for ``lr_batch_size`` images per step (0: as given)."""
+    if cfg.lr_batch_size <= 0:
+        return cfg.lr
+    return cfg.lr * global_batch / cfg.lr_batch_size
 
 
 def set_lr(optimizer: torch.optim.Optimizer, lr: float) -> None:

@@ -20,6 +20,7 @@ from facescale.data.loader import TrainLoader, build_train_loader, rank_batches
 from facescale.errors import DataError, FacescaleError
 
 pytest.importorskip("nvidia.dali", reason="NVIDIA DALI (the dali extra) is not installed")
+from facescale.data import dali_loader
 from facescale.data.dali_loader import DaliTrainLoader
 
 STRONG = AugmentConfig(hflip=0.5, downscale=0.5, blur=0.5, color_jitter=0.5, grayscale=0.5)
@@ -126,15 +127,17 @@ def test_bad_samples_skip_counts_and_reports_every_epoch(tmp_path: Path) -> None
         assert "record 2" in report and "record 5: truncated JPEG" in report and "record 8" in report
 
 
+@pytest.mark.parametrize("decoder_broken", [False, True])
 def test_a_failure_no_record_explains_is_raised_as_it_is(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, decoder_broken: bool
 ) -> None:
+    """Not a data problem: skip mode must not start dropping good records over it."""
     write_im2rec(tmp_path, list(range(8)))
     cfg = DataConfig(root=str(tmp_path), batch_size=4, num_workers=0, dali=True, bad_data="skip")
     loader = build_train_loader(open_dataset(cfg), cfg, 0, 1, seed=0)
     build = DaliTrainLoader._build_pipeline
 
-    class FailingOnce:
+    class AlwaysFailing:
         def __init__(self, pipeline: object) -> None:
             self.pipeline = pipeline
 
@@ -142,9 +145,15 @@ def test_a_failure_no_record_explains_is_raised_as_it_is(
             self.pipeline.run(*args)  # type: ignore[attr-defined]
             raise RuntimeError("Critical error in pipeline:\nencountered:\n\nCUDA out of memory")
 
-    monkeypatch.setattr(DaliTrainLoader, "_build_pipeline", lambda self: FailingOnce(build(self)))
-    with pytest.raises(FacescaleError, match=r"record 0.*no record of it fails alone.*: CUDA out of memory"):
+    monkeypatch.setattr(DaliTrainLoader, "_build_pipeline", lambda self: AlwaysFailing(build(self)))
+    if decoder_broken:  # the one-image checks fail too, on good records and a plain JPEG alike
+        monkeypatch.setattr(dali_loader, "_refusal", lambda checker, encoded: RuntimeError("CUDA error"))
+        expected = r"record \d.*cannot decode a plain JPEG either: CUDA out of memory"
+    else:
+        expected = r"record \d.*decodes each of its records alone, so no bad record explains it: CUDA out of"
+    with pytest.raises(FacescaleError, match=expected):
         list(loader)
+    assert not loader._known_bad
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU (nvJPEG)")

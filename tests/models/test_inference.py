@@ -45,3 +45,5 @@ def test_no_images_give_an_empty_array_without_a_forward() -> None:
     module = Recorder()
     got = embed_in_batches(module, np.zeros((0, 112, 112, 3), np.uint8), batch_size=4, device="cpu")
     assert got.shape == (0, 0) and got.dtype == np.float32 and module.batch_sizes == []
+    sized = embed_in_batches(module, np.zeros((0, 112, 112, 3), np.uint8), 4, "cpu", embedding_size=16)
+    assert sized.shape == (0, 16) and module.batch_sizes == []

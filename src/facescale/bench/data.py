@@ -108,6 +108,10 @@ def run_data_bench(
     augments = [("hflip", AugmentConfig())]
     if strong:
         augments.append(("all aug p=0.5", AugmentConfig(0.5, 0.5, 0.5, 0.5, 0.5)))
+    # The DALI rows decode on the GPU when there is one, else with DALI's CPU decoder.
+    dali_device = torch.device("cuda") if torch.cuda.is_available() else None
+    dali_threads = max(1, workers)
+    dali_where = "GPU nvJPEG" if dali_device is not None else f"CPU, {dali_threads} threads"
     for label, augment in augments:
         cfg = replace(base, augment=augment)
         rows.append(facescale_loader(dataset, cfg, images, f"facescale, in-process ({label})", seed))
@@ -116,13 +120,9 @@ def run_data_bench(
             name = f"facescale loader, {workers} workers ({label})"
             rows.append(facescale_loader(dataset, cfg_workers, images, name, seed))
         if dali:
-            gpu = torch.cuda.is_available()
-            cfg_dali = replace(cfg, dali=True, num_workers=max(1, workers))
-            where = "GPU nvJPEG" if gpu else f"CPU, {cfg_dali.num_workers} threads"
-            device = torch.device("cuda") if gpu else None
-            rows.append(
-                facescale_loader(dataset, cfg_dali, images, f"DALI decode, {where} ({label})", seed, device)
-            )
+            cfg_dali = replace(cfg, dali=True, num_workers=dali_threads)
+            name = f"DALI decode, {dali_where} ({label})"
+            rows.append(facescale_loader(dataset, cfg_dali, images, name, seed, dali_device))
     return rows
 
 

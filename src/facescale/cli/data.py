@@ -103,8 +103,8 @@ def register(subparsers: Any) -> None:
     sub.add_argument(
         "--workers",
         type=int,
-        default=len(os.sched_getaffinity(0)),
-        help="decoding processes (default: the cores this process may use)",
+        default=None,
+        help="decoding processes (default: one per core this process may use; 0: in this process)",
     )
     sub.add_argument("--json", action="store_true", help="print the report as JSON")
     parser.set_defaults(func=run, data_parser=parser)
@@ -175,7 +175,8 @@ def _verify(args: argparse.Namespace) -> int:
     dataset = _open(args.source, args.format, bad_data="skip")  # report what the open drops too
     tqdm.monitor_interval = 0  # no monitor thread alive when the decoding workers are forked
     with tqdm(total=len(dataset), unit="img", desc="verify", disable=not sys.stderr.isatty()) as bar:
-        report = verify_dataset(dataset, args.workers, progress=bar.update)
+        workers = args.workers if args.workers is not None else _usable_cores()
+        report = verify_dataset(dataset, workers, progress=bar.update)
     if args.json:
         from facescale.cli._common import print_json
 
@@ -183,3 +184,11 @@ def _verify(args: argparse.Namespace) -> int:
     else:
         print(report.to_text())
     return 0 if report.ok else 1
+
+
+def _usable_cores() -> int:
+    """Cores this process may run on (its affinity, e.g. under a batch scheduler), else all."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        return os.cpu_count() or 1

@@ -16,7 +16,7 @@ import numpy as np
 from facescale.config import AugmentConfig
 from facescale.errors import ConfigError
 
-_LUMA = np.array([0.299, 0.587, 0.114], dtype=np.float32)  # ITU-R BT.601, as cv2's RGB2GRAY
+LUMA = np.array([0.299, 0.587, 0.114], dtype=np.float32)  # ITU-R BT.601, as cv2's RGB2GRAY
 DOWNSCALE_RANGE = (0.4, 0.9)  # relative size of the shrunken face
 BLUR_SIGMA_RANGE = (0.5, 1.5)  # pixels
 JITTER_STRENGTH = 0.25  # each colour factor is drawn from 1 +- this
@@ -50,7 +50,7 @@ def color_jitter(image: np.ndarray, saturation: float, contrast: float, brightne
     # always been computed: runs resumed across versions see the same pixels.
     saturation, contrast, brightness = np.float64(saturation), np.float64(contrast), np.float64(brightness)
     pixels: np.ndarray = image.astype(np.float32)
-    gray = pixels @ _LUMA
+    gray = pixels @ LUMA
     pixels = gray[..., None] + (pixels - gray[..., None]) * saturation
     mean = float(gray.mean())
     pixels = (pixels - mean) * contrast + mean

@@ -6,7 +6,9 @@ decoding (empty image, truncated JPEG, unreadable record) and draws each sample'
 from the same ``(seed, epoch, rank, step)`` generator as the CPU workers. DALI decodes the JPEGs
 (nvJPEG and the hardware decoder: ``mixed`` device) and resizes off-size images to 112x112; the
 augmentations and normalisation then run on the batch in torch on the GPU (``device_augment``).
-Without a GPU device DALI decodes on the CPU, which is how the tests run it.
+Without a GPU device DALI decodes on the CPU, which is how the tests run it. Records are read
+on the training thread when DALI asks for a batch (a ``pread`` per record: fast on local disks;
+on slow network storage the CPU loader's worker processes hide read latency better).
 
 A GPU decoder is not a strict validator. When DALI reports a decode error, each record of the
 batches it was working on is decoded alone by the same DALI decoder to find the ones it refuses;
@@ -34,7 +36,7 @@ from facescale.data.augment import Augmenter, SampleAugment
 from facescale.data.device_augment import augment_batch
 from facescale.data.face_dataset import FaceDataset
 from facescale.data.image_codec import check_encoded, decode_image, encode_jpeg
-from facescale.data.loader import IMAGE_SIZE, EpochLoader, rank_batches
+from facescale.data.loader import IMAGE_SIZE, EpochLoader, all_bad_message, donor_slots, rank_batches
 from facescale.errors import DataError, FacescaleError
 from facescale.models.preprocess import normalize
 
@@ -72,7 +74,8 @@ class DaliTrainLoader(EpochLoader):
     """Iterates ``(images float32 [B, 3, 112, 112] in [-1, 1], labels int64 [B])`` on ``device``.
 
     ``data.num_workers`` sets DALI's CPU threads and ``data.prefetch`` how many batches it
-    decodes ahead.
+    decodes ahead. (Pinned host memory, an option of the CPU loader, does not apply: batches
+    are decoded straight into device memory.)
     """
 
     def __init__(
@@ -123,20 +126,17 @@ class DaliTrainLoader(EpochLoader):
         plan = _Plan(step, indices, encoded, labels, draws, bad)  # type: ignore[arg-type]
         if not bad:
             return plan
-        # The batch still goes to DALI whole (its slots must hold decodable images); an error
-        # waits in the plan until the batch is reached, so the batches before it are delivered.
-        if not self.skip_bad:
-            plan.error = bad[0]
         good = [slot for slot, data in enumerate(encoded) if data is not None]
-        if not good:
-            plan.error = plan.error or f"every sample of a batch is bad: {bad[0]}"
-            plan.encoded = [_placeholder_jpeg()] * len(indices)
-            plan.draws = [_NO_AUGMENT] * len(indices)
+        if not self.skip_bad or not good:
+            # The batch will stop training when it is reached (after the batches before it are
+            # delivered). DALI still decodes the records before the bad one, in case it refuses
+            # one of those (the CPU loader would name the first bad slot); stand-ins fill the rest.
+            plan.error = bad[0] if not self.skip_bad else all_bad_message(bad)
+            plan.encoded = [data if data is not None else _placeholder_jpeg() for data in encoded]
+            plan.draws = [draw or _NO_AUGMENT for draw in draws]
             return plan
-        bad_slots = [slot for slot, data in enumerate(encoded) if data is None]
-        # A bad sample becomes a copy of a good one of the same batch, as in the CPU loader:
-        # batches keep their size, so every rank runs the same steps.
-        for slot, donor in zip(bad_slots, rng.choice(good, size=len(bad_slots)).tolist(), strict=True):
+        bad_slots, donors = donor_slots(good, len(indices), rng)
+        for slot, donor in zip(bad_slots, donors, strict=True):
             encoded[slot], draws[slot] = encoded[donor], draws[donor]
             indices[slot], labels[slot] = indices[donor], labels[donor]
         return plan
@@ -248,29 +248,29 @@ class DaliTrainLoader(EpochLoader):
         """After DALI failed on a batch: decode each record in flight alone to find those it refuses.
 
         They go to ``_known_bad`` (named with the strict host decoder's diagnosis when it has one),
-        and the re-planned batches treat them as bad. A failure no single record explains (every
-        record refused, or none) is not a data problem: it is raised with the records in flight.
+        and the re-planned batches treat them as bad. A failure that is no data problem (the
+        decoder refuses even a plain JPEG, or no record alone) is raised with the records in flight.
         """
         checker = self._build_checker()
-        checked: set[int] = set()
+        names = ", ".join(self.dataset.describe(i) for i in self._pending[0].indices[:3].tolist())
+        in_flight = f"DALI failed on a batch holding {names}, ..."
+        if _refusal(checker, _placeholder_jpeg()) is not None:
+            raise FacescaleError(
+                f"{in_flight} and cannot decode a plain JPEG either: {_dali_reason(error)}"
+            ) from error
         refused: dict[int, str] = {}
         for plan in self._pending:
             for slot, i in enumerate(plan.indices.tolist()):
-                if i in self._known_bad or i in checked:
+                if i in self._known_bad or i in refused or plan.encoded[slot] is _placeholder_jpeg():
                     continue
-                checked.add(i)
-                try:
-                    checker.feed_input("encoded", [plan.encoded[slot]])
-                    checker.run()
-                except RuntimeError as e:
-                    refused[i] = self._diagnose(i, plan.encoded[slot], e)
+                refusal = _refusal(checker, plan.encoded[slot])
+                if refusal is not None:
+                    refused[i] = self._diagnose(i, plan.encoded[slot], refusal)
                     checker = self._build_checker()  # DALI: "pipeline object is no longer valid"
-        if not refused or len(refused) == len(checked):
-            names = ", ".join(self.dataset.describe(i) for i in sorted(checked)[:3])
+        if not refused:
             raise FacescaleError(
-                f"DALI failed on a batch holding {names}, ... ({len(checked)} records in flight), and "
-                f"{'no' if not refused else 'every'} record of it fails alone, so no bad record explains "
-                f"it: {_dali_reason(error)}"
+                f"{in_flight} but decodes each of its records alone, so no bad record explains it: "
+                f"{_dali_reason(error)}"
             ) from error
         self._known_bad.update(refused)
 
@@ -281,6 +281,16 @@ class DaliTrainLoader(EpochLoader):
         except DataError as e:
             return f"{e} (refused by the DALI decoder)"
         return f"{self.dataset.describe(i)}: the DALI decoder refuses it: {_dali_reason(error)}"
+
+
+def _refusal(checker: Any, encoded: np.ndarray) -> RuntimeError | None:
+    """The error of the one-image ``checker`` pipeline on ``encoded``; None if it decodes."""
+    try:
+        checker.feed_input("encoded", [encoded])
+        checker.run()
+    except RuntimeError as e:
+        return e
+    return None
 
 
 def _dali_reason(error: BaseException) -> str:

@@ -22,13 +22,12 @@ from collections.abc import Sequence
 import torch
 import torch.nn.functional as F
 
-from facescale.data.augment import SampleAugment, downscaled_size
+from facescale.data.augment import LUMA, SampleAugment, downscaled_size
 
 # OpenCV's RGB -> gray for 8-bit images: BT.601 weights in 15-bit fixed point, rounded (its SIMD
 # path; the 14-bit weights of its documentation differ by one level on some pixels).
 _GRAY_WEIGHTS = (9798, 19235, 3735)
 _GRAY_SHIFT = 15
-_LUMA = (0.299, 0.587, 0.114)
 
 
 def _to_uint8(pixels: torch.Tensor) -> torch.Tensor:
@@ -103,19 +102,19 @@ def _downscale_matrices(
     return tuple(m.to(device) for m in matrices)  # type: ignore[return-value]
 
 
-def downscale_batch(images: torch.Tensor, scale: float) -> torch.Tensor:
-    """Shrink uint8 ``[n, 3, H, W]`` to ``scale`` of the size (area average) and back (bilinear)."""
+def downscale_batch(images: torch.Tensor, small: tuple[int, int]) -> torch.Tensor:
+    """Shrink uint8 ``[n, 3, H, W]`` to ``small`` (area average) and back (bilinear)."""
     h, w = images.shape[-2:]
-    down_h, down_w, up_h, up_w = _downscale_matrices(h, w, *downscaled_size(h, w, scale), images.device)
-    small = _to_uint8(down_h @ images.double() @ down_w.T)
-    return _to_uint8(up_h @ small.double() @ up_w.T)
+    down_h, down_w, up_h, up_w = _downscale_matrices(h, w, *small, images.device)
+    shrunk = _to_uint8(down_h @ images.double() @ down_w.T)
+    return _to_uint8(up_h @ shrunk.double() @ up_w.T)
 
 
 def color_jitter_batch(images: torch.Tensor, factors: torch.Tensor) -> torch.Tensor:
     """Saturation, contrast and brightness factors ``[n, 3]`` applied to uint8 ``[n, 3, H, W]``
     (the luma in float32, the rest in float64, as the CPU path computes it)."""
     pixels = images.float()
-    luma = torch.tensor(_LUMA, device=images.device).view(1, 3, 1, 1)
+    luma = torch.from_numpy(LUMA).to(images.device).view(1, 3, 1, 1)
     gray = (pixels * luma).sum(dim=1, keepdim=True).double()
     saturation, contrast, brightness = (factors[:, i].double().view(-1, 1, 1, 1) for i in range(3))
     mixed = gray + (pixels.double() - gray) * saturation
@@ -139,32 +138,30 @@ def augment_batch(images: torch.Tensor, draws: Sequence[SampleAugment]) -> torch
     out = images.clone()
     device = images.device
 
-    def rows(flags: Sequence[bool]) -> torch.Tensor:
-        return torch.tensor([i for i, f in enumerate(flags) if f], dtype=torch.long).to(
-            device, non_blocking=True
-        )
+    def rows(indices: list[int]) -> torch.Tensor:
+        return torch.tensor(indices, dtype=torch.long).to(device, non_blocking=True)
 
     # Samples shrunk to the same size share one pair of matrix products.
-    by_size: dict[tuple[int, int], list[bool]] = {}
     h, w = images.shape[-2:]
+    by_size: dict[tuple[int, int], list[int]] = {}
     for i, d in enumerate(draws):
         if d.downscale is not None:
-            by_size.setdefault(downscaled_size(h, w, d.downscale), [False] * len(draws))[i] = True
-    for flags in by_size.values():
-        idx = rows(flags)
-        scale = next(d.downscale for d, f in zip(draws, flags, strict=True) if f)
-        assert scale is not None
-        out[idx] = downscale_batch(out[idx], scale)
-    sigmas = [d.blur_sigma for d in draws if d.blur_sigma is not None]
-    if sigmas:
-        idx = rows([d.blur_sigma is not None for d in draws])
-        out[idx] = blur_batch(out[idx], sigmas)
-    jitters = [d.jitter for d in draws if d.jitter is not None]
-    if jitters:
-        idx = rows([d.jitter is not None for d in draws])
-        out[idx] = color_jitter_batch(out[idx], torch.tensor(jitters).to(device, non_blocking=True))
-    if any(d.grayscale for d in draws):
-        idx = rows([d.grayscale for d in draws])
+            by_size.setdefault(downscaled_size(h, w, d.downscale), []).append(i)
+    for small, indices in by_size.items():
+        idx = rows(indices)
+        out[idx] = downscale_batch(out[idx], small)
+    blurred = [i for i, d in enumerate(draws) if d.blur_sigma is not None]
+    if blurred:
+        idx = rows(blurred)
+        out[idx] = blur_batch(out[idx], [draws[i].blur_sigma for i in blurred])  # type: ignore[misc]
+    jittered = [i for i, d in enumerate(draws) if d.jitter is not None]
+    if jittered:
+        factors = torch.tensor([draws[i].jitter for i in jittered], dtype=torch.float64)
+        idx = rows(jittered)
+        out[idx] = color_jitter_batch(out[idx], factors.to(device, non_blocking=True))
+    grays = [i for i, d in enumerate(draws) if d.grayscale]
+    if grays:
+        idx = rows(grays)
         out[idx] = grayscale_batch(out[idx])
     flip = torch.tensor([d.hflip for d in draws]).to(device, non_blocking=True).view(-1, 1, 1, 1)
     return torch.where(flip, out.flip(-1), out)

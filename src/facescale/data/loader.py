@@ -1,4 +1,9 @@
-"""The training loader: this rank's share of a reshuffled epoch, decoded and augmented in workers.
+"""The training loaders: this rank's share of a reshuffled epoch, decoded and augmented.
+
+``build_train_loader`` picks the CPU loader (``TrainLoader``: decoding and augmentation in worker
+processes) or, with ``data.dali=true``, the DALI loader (``dali_loader``: decoding on the GPU);
+both derive from ``EpochLoader`` and share the sharding, the augmentation draws and the bad-data
+bookkeeping defined here.
 
 Sharding: epoch e uses the permutation drawn from ``(seed, e)``, identical on every rank; rank r
 takes positions ``r, r + W, r + 2W, ...`` of it, cut to ``steps * batch_size`` so every rank runs
@@ -50,6 +55,22 @@ def rank_batches(
     steps = steps_per_epoch(num_samples, batch_size, world_size)
     share = epoch_permutation(num_samples, seed, epoch)[rank::world_size][: steps * batch_size]
     return [share[i * batch_size : (i + 1) * batch_size] for i in range(steps)]
+
+
+def donor_slots(good: list[int], batch_size: int, rng: np.random.Generator) -> tuple[list[int], list[int]]:
+    """``bad_data=skip``: the slots of a batch without a good sample, and for each the good slot to copy.
+
+    Batches keep their size, so every rank runs the same steps. Both loaders call this, so a
+    seed picks the same donors (and consumes its generator the same way) in either.
+    """
+    taken = set(good)
+    bad_slots = [slot for slot in range(batch_size) if slot not in taken]
+    return bad_slots, rng.choice(good, size=len(bad_slots)).tolist()
+
+
+def all_bad_message(bad: list[str]) -> str:
+    """The error of a batch that has no good sample to copy, even with ``bad_data=skip``."""
+    return f"every sample of a batch is bad: {bad[0]}"
 
 
 @dataclass
@@ -111,11 +132,8 @@ class BatchDecoder(torch.utils.data.Dataset):
         labels = self.dataset.labels[indices].copy()
         if bad:
             if not good:
-                return Batch(
-                    torch.empty(0), torch.empty(0), epoch, bad, f"every sample of a batch is bad: {bad[0]}"
-                )
-            bad_slots = sorted(set(range(len(indices))) - set(good))
-            donors = rng.choice(good, size=len(bad_slots))
+                return Batch(torch.empty(0), torch.empty(0), epoch, bad, all_bad_message(bad))
+            bad_slots, donors = donor_slots(good, len(indices), rng)
             out[bad_slots] = out[donors]
             labels[bad_slots] = labels[donors]
         images = torch.from_numpy(out).permute(0, 3, 1, 2).contiguous()
@@ -129,7 +147,7 @@ def _keep_as_is(batch: Any) -> Any:
     return batch
 
 
-def _quiet_opencv_threads() -> None:
+def quiet_opencv_threads() -> None:
     """Shrink OpenCV's thread pool to the calling thread before workers are forked.
 
     A child forked while OpenCV's pool exists inherits its locks in whatever state the
@@ -291,7 +309,7 @@ class TrainLoader(EpochLoader):
     def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         self._begin_epoch()
         if self.cfg.num_workers > 0:
-            _quiet_opencv_threads()
+            quiet_opencv_threads()
         iterator = iter(self._loader)
         try:
             yield from self._batches(iterator)

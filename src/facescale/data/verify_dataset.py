@@ -11,12 +11,13 @@ from __future__ import annotations
 
 import multiprocessing
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass, field
 
 from facescale.data.face_dataset import FaceDataset
 from facescale.data.image_codec import decode_image
+from facescale.data.loader import quiet_opencv_threads
 from facescale.errors import DataError
 
 MAX_LISTED = 20
@@ -98,21 +99,20 @@ def verify_dataset(
 
     _WORKER_DATASET = dataset
     start = time.perf_counter()
+    chunks = list(_ranges(len(dataset)))
+    pool: ProcessPoolExecutor | None = None
     try:
         if workers <= 0:
-            for bounds in _ranges(len(dataset)):
-                take(_check_range(bounds), bounds)
-            report.seconds = time.perf_counter() - start
-            return report
-        import cv2
-
-        cv2.setNumThreads(1)  # no OpenCV thread pool for the forked children to inherit mid-use
-        context = multiprocessing.get_context("fork")
-        with ProcessPoolExecutor(workers, mp_context=context) as pool:
-            chunks = list(_ranges(len(dataset)))
-            for bounds, problems in zip(chunks, pool.map(_check_range, chunks), strict=True):
-                take(problems, bounds)
+            results: Iterable[list[str]] = map(_check_range, chunks)
+        else:
+            quiet_opencv_threads()
+            pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("fork"))
+            results = pool.map(_check_range, chunks)
+        for bounds, problems in zip(chunks, results, strict=True):
+            take(problems, bounds)
         report.seconds = time.perf_counter() - start
         return report
     finally:
+        if pool is not None:
+            pool.shutdown()
         _WORKER_DATASET = None

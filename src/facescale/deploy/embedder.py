@@ -9,7 +9,6 @@ fingerprint (the export records the one of the weights it came from).
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
@@ -17,6 +16,7 @@ import numpy as np
 
 from facescale.deploy.alignment import align_face
 from facescale.errors import FacescaleError
+from facescale.models.inference import batches
 from facescale.models.preprocess import normalize_array
 
 if TYPE_CHECKING:
@@ -60,11 +60,6 @@ def align_detections(image: np.ndarray, detections: Detections) -> np.ndarray:
     if not faces:
         return np.zeros((0, FACE_SIZE, FACE_SIZE, 3), dtype=np.uint8)
     return np.stack(faces)
-
-
-def batches(n: int, batch_size: int) -> Iterator[slice]:
-    for start in range(0, n, batch_size):
-        yield slice(start, min(start + batch_size, n))
 
 
 def state_dict_fingerprint(state_dict: dict[str, torch.Tensor]) -> str:
@@ -117,9 +112,8 @@ class TorchEmbedder:
         from facescale.models.inference import embed_in_batches
 
         images = check_aligned_batch(images)
-        if len(images) == 0:  # [0, D], so a photo without faces stacks with the others
-            return np.zeros((0, self.embedding_size), dtype=np.float32)
-        return embed_in_batches(self.module, images, self.batch_size, self.device)
+        # [0, D] for no faces, so a photo without faces stacks with the others.
+        return embed_in_batches(self.module, images, self.batch_size, self.device, self.embedding_size)
 
     def embed_faces(self, image: np.ndarray, detections: Detections) -> np.ndarray:
         return self.embed(align_detections(image, detections))

@@ -21,10 +21,11 @@ import numpy as np
 from facescale.atomic import atomic_output, write_text_atomic
 from facescale.data.file_datasets import IMAGE_SUFFIXES, iter_list_file
 from facescale.data.image_codec import decode_image
-from facescale.deploy.embedder import FACE_SIZE, Embedder, batches
+from facescale.deploy.embedder import FACE_SIZE, Embedder
 from facescale.deploy.mtcnn import MTCNN
 from facescale.errors import DataError, FacescaleError
 from facescale.eval.verification import l2_normalize
+from facescale.models.inference import batches
 
 
 @dataclass

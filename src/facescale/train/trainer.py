@@ -32,10 +32,9 @@ from facescale.heads.partial_fc import build_head
 from facescale.models import backbone_from_config
 from facescale.models.factory import spec_from_config
 from facescale.models.loading import CONFIG_FILE, latest_step_dir, load_initial_weights
-from facescale.optim_factory import build_optimizer, set_lr
+from facescale.optim_factory import build_optimizer, scaled_lr, set_lr
 from facescale.train.checkpoint import CheckpointManager, export_backbone
 from facescale.train.monitor import TrainMonitor
-from facescale.train.optim import scaled_lr
 from facescale.train.precision import resolve_precision
 from facescale.train.schedule import PolynomialWarmup
 
