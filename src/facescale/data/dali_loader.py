@@ -132,7 +132,7 @@ class DaliTrainLoader(EpochLoader):
             # delivered). DALI still decodes the records before the bad one, in case it refuses
             # one of those (the CPU loader would name the first bad slot); stand-ins fill the rest.
             plan.error = bad[0] if not self.skip_bad else all_bad_message(bad)
-            plan.encoded = [data if data is not None else _placeholder_jpeg() for data in encoded]
+            plan.encoded = [data if data is not None else _stand_in_jpeg() for data in encoded]
             plan.draws = [draw or _NO_AUGMENT for draw in draws]
             return plan
         bad_slots, donors = donor_slots(good, len(indices), rng)
@@ -254,14 +254,14 @@ class DaliTrainLoader(EpochLoader):
         checker = self._build_checker()
         names = ", ".join(self.dataset.describe(i) for i in self._pending[0].indices[:3].tolist())
         in_flight = f"DALI failed on a batch holding {names}, ..."
-        if _refusal(checker, _placeholder_jpeg()) is not None:
+        if _refusal(checker, _stand_in_jpeg()) is not None:
             raise FacescaleError(
                 f"{in_flight} and cannot decode a plain JPEG either: {_dali_reason(error)}"
             ) from error
         refused: dict[int, str] = {}
         for plan in self._pending:
             for slot, i in enumerate(plan.indices.tolist()):
-                if i in self._known_bad or i in refused or plan.encoded[slot] is _placeholder_jpeg():
+                if i in self._known_bad or i in refused or plan.encoded[slot] is _stand_in_jpeg():
                     continue
                 refusal = _refusal(checker, plan.encoded[slot])
                 if refusal is not None:
@@ -304,7 +304,7 @@ def _dali_reason(error: BaseException) -> str:
 
 
 @functools.cache
-def _placeholder_jpeg() -> np.ndarray:
+def _stand_in_jpeg() -> np.ndarray:
     """A decodable grey face-sized JPEG: fills a batch whose every sample is bad (never yielded)."""
     return np.frombuffer(encode_jpeg(np.full((*IMAGE_SIZE, 3), 128, dtype=np.uint8)), dtype=np.uint8)
 

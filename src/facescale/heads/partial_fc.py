@@ -129,7 +129,7 @@ class PartialFC:
             self.store = store_type(tensors, ctx.device)
         else:
             self.weight = centres.requires_grad_()
-            # optim.lr is a placeholder: every step() sets the rate the schedule gives.
+            # optim.lr only starts it: every step() sets the rate the schedule gives.
             self.dense_optimizer = build_optimizer([self.weight], optim, optim.lr)
 
     # -- properties ---------------------------------------------------------------------------
