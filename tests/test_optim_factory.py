@@ -40,3 +40,16 @@ def test_learning_rate_scales_linearly_with_the_global_batch() -> None:
     optimizer = build_optimizer([torch.nn.Parameter(torch.zeros(2))], cfg, lr=0.1)
     set_lr(optimizer, 0.25)
     assert [group["lr"] for group in optimizer.param_groups] == [0.25]
+
+
+def test_fused_kernels_only_for_cuda_parameters():
+    cpu = torch.zeros(3, requires_grad=True)
+    for name in ("sgd", "adamw"):
+        assert not build_optimizer([cpu], OptimConfig(name=name), 0.1).defaults["fused"]
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_cuda_parameters_get_the_fused_optimizer():
+    gpu = torch.zeros(3, device="cuda", requires_grad=True)
+    for name in ("sgd", "adamw"):
+        assert build_optimizer([gpu], OptimConfig(name=name), 0.1).defaults["fused"]

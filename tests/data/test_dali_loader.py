@@ -16,7 +16,8 @@ from datatest_utils import write_im2rec, write_rec_with_bad_records
 
 from facescale.config import AugmentConfig, DataConfig
 from facescale.data.datasets import open_dataset
-from facescale.data.loader import TrainLoader, build_train_loader, rank_batches
+from facescale.data.loader import TrainLoader, rank_batches
+from facescale.data.loader_factory import build_train_loader
 from facescale.errors import DataError, FacescaleError
 
 pytest.importorskip("nvidia.dali", reason="NVIDIA DALI (the dali extra) is not installed")

@@ -75,6 +75,7 @@ def test_im2rec_any_key_order_and_array_labels(tmp_path: Path) -> None:
 def test_split_parts_are_concatenated(tmp_path: Path) -> None:
     a = write_im2rec(tmp_path, [0, 1], name="part-00000")
     b = write_im2rec(tmp_path, [2, 0, 1], keys=[0, 1, 2], name="part-00001")
+    (tmp_path / "_SUCCESS").write_text('{"parts": 2}\n')  # what a finished `data split` leaves
     dataset = open_dataset(DataConfig(format="recordio", root=str(tmp_path)))
     assert dataset.labels.tolist() == [0, 1, 2, 0, 1]
     assert [dataset.read(i) for i in range(5)] == a + b

@@ -11,7 +11,8 @@ from datatest_utils import write_im2rec, write_rec_with_bad_records
 from facescale.config import AugmentConfig, DataConfig
 from facescale.data.datasets import open_dataset
 from facescale.data.image_codec import decode_image
-from facescale.data.loader import build_train_loader, rank_batches
+from facescale.data.loader import rank_batches
+from facescale.data.loader_factory import build_train_loader
 from facescale.errors import DataError, FacescaleError
 
 NO_AUGMENT = AugmentConfig(hflip=0.0)

@@ -9,7 +9,7 @@ import pytest
 
 from facescale.data.synth.identity import sample_identity
 from facescale.data.synth.render import render_face, render_frontal
-from facescale.deploy.alignment import ARCFACE_TEMPLATE, estimate_similarity
+from facescale.models.face_template import ARCFACE_TEMPLATE, estimate_similarity
 
 
 def _traits_equal(a, b) -> bool:

@@ -64,7 +64,7 @@ def detector():  # type: ignore[no-untyped-def]
 
 @pytest.fixture(scope="session")
 def dlib_embedder():  # type: ignore[no-untyped-def]
-    from facescale.deploy.embedder import open_embedder
+    from facescale.deploy.embedder_factory import open_embedder
     from facescale.errors import FacescaleError
 
     try:

@@ -13,7 +13,8 @@ from deploy_testnets import TinyNet
 from onnx import TensorProto, helper
 from safetensors import safe_open
 
-from facescale.deploy.embedder import OnnxEmbedder, TorchEmbedder, open_embedder
+from facescale.deploy.embedder import OnnxEmbedder, TorchEmbedder
+from facescale.deploy.embedder_factory import open_embedder
 from facescale.deploy.onnx_export import (
     describe_onnx,
     export_onnx,

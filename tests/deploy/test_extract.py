@@ -15,7 +15,7 @@ from facescale.data.file_datasets import IMAGE_SUFFIXES, open_image_folder, pars
 from facescale.data.image_codec import encode_png
 from facescale.data.recordio import InsightFaceRecWriter
 from facescale.data.verification_bin import save_verification_bin
-from facescale.deploy.embedder import open_embedder
+from facescale.deploy.embedder_factory import open_embedder
 from facescale.deploy.extract import extract_embeddings, open_collection
 from facescale.deploy.faces import list_photos
 from facescale.deploy.onnx_export import export_onnx, random_faces

@@ -183,3 +183,23 @@ def test_video_frames_are_recognized_and_written(
     capture = cv2.VideoCapture(report["output"])
     assert capture.isOpened() and int(capture.get(cv2.CAP_PROP_FRAME_COUNT)) == 6
     capture.release()
+
+
+def test_recognize_json_keeps_the_nearest_name_and_the_picture_shows_no_score_for_unknowns(
+    tmp_path: Path, gallery_file: Path, pipeline: FacePipeline, group_photo_path: Path
+) -> None:
+    from facescale.deploy.recognize import FaceResult, face_labels
+
+    gallery = Gallery.load(gallery_file)
+    report = recognize_photo(group_photo_path, tmp_path, pipeline, gallery)
+    faces = report["faces"]
+    assert {f["decision"] for f in faces} == {"known", "unknown"}
+    for face in faces:
+        assert face["nearest"] in gallery.names and face["threshold"] == round(gallery.threshold, 4)
+        assert (face["score"] >= face["threshold"]) == (face["decision"] == "known")
+        assert face["name"] == (face["nearest"] if face["decision"] == "known" else UNKNOWN)
+    stranger = FaceResult([0, 0, 1, 1], [[0, 0]] * 5, 0.99, UNKNOWN, 0.91, "person0", 0.93)
+    assert face_labels(stranger) == ["unknown"]  # no number that reads as confidence
+    assert face_labels(stranger, show_nearest=True) == ["unknown", "nearest: person0 cos 0.91"]
+    known = FaceResult([0, 0, 1, 1], [[0, 0]] * 5, 0.99, "person0", 0.95, "person0", 0.93)
+    assert face_labels(known) == ["person0 (cos 0.95)"]

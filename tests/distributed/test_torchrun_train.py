@@ -67,7 +67,9 @@ def test_two_processes_learn_then_resume_on_three(tmp_path):
     second = torchrun(3, "--resume", str(run), "-o", "data.batch_size=16")
     assert second.returncode == 0, second.stderr[-3000:]
     assert f"resuming at step {STEPS}" in second.stdout
-    resharded = run / "checkpoints" / f"step-{STEPS:08d}"
+    # Re-saved beside the old step directory (``latest`` never dangles): follow ``latest``.
+    resharded = run / "checkpoints" / (run / "checkpoints" / "latest").read_text().strip()
+    assert resharded.name.startswith(f"step-{STEPS:08d}")
     assert len(list(resharded.glob("head-rank*-of-00003.pt"))) == 3
 
     before = head_state(run / "config.yaml", saved)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from sklearn.metrics import roc_auc_score
+from tar_reference import eval_ijbc_tar, measurable
 
 from facescale.eval.metrics import accuracy_per_threshold, roc_curve, tar_at_fars
 
@@ -28,9 +29,48 @@ def test_tar_at_far_matches_naive_search(seed: int, quantised: bool) -> None:
     if quantised:  # many ties
         scores = np.round(scores, 1)
     fars = (1e-3, 1e-2, 0.05, 0.1, 0.5)
-    got = tar_at_fars(scores, genuine, fars)
+    got = tar_at_fars(scores, genuine, fars, rule="conservative")
     for far in fars:
         assert got[far] == pytest.approx(naive_tar_at_far(scores, genuine, far), abs=1e-12)
+
+
+@pytest.mark.parametrize("seed", range(12))
+def test_headline_tar_is_eval_ijbc_nearest_point(seed: int) -> None:
+    """The papers' figure: insightface eval_ijbc.py's rule on sklearn's ROC, ties and all."""
+    rng = np.random.default_rng(seed)
+    n = int(rng.integers(2000, 5000))
+    genuine = rng.random(n) < rng.uniform(0.05, 0.4)
+    scores = rng.normal(size=n) + rng.uniform(0.5, 3) * genuine
+    if seed % 2:
+        scores = np.round(scores, 1)
+    fars = (1e-3, 3e-3, 1e-2, 0.05, 0.1, 0.5)
+    got = tar_at_fars(scores, genuine, fars)
+    for far in fars:
+        assert measurable(genuine, far)
+        assert got[far] == eval_ijbc_tar(scores, genuine, far), far
+
+
+def test_the_two_rules_differ_and_the_conservative_one_never_overshoots() -> None:
+    # impostors 0..999; genuines 997.5 (one) and 5000 (three). At FAR 1e-3 the conservative rule
+    # accepts one impostor (threshold 999): TAR 0.75. sklearn's ROC drops the collinear point
+    # (1e-3, 0.75), so the points nearest FAR 1e-3 are at FAR 0 and 2e-3, equally near; the higher
+    # TPR wins the tie: (2e-3, 1.0), an overshoot of the target.
+    scores = np.concatenate([np.arange(1000.0), [997.5, 5000, 5000, 5000]])
+    genuine = np.concatenate([np.zeros(1000, bool), np.ones(4, bool)])
+    assert tar_at_fars(scores, genuine, [1e-3], rule="conservative")[1e-3] == 0.75
+    assert tar_at_fars(scores, genuine, [1e-3])[1e-3] == eval_ijbc_tar(scores, genuine, 1e-3) == 1.0
+
+
+def test_far_below_one_impostor_pair_is_not_measurable() -> None:
+    rng = np.random.default_rng(0)
+    genuine = np.r_[np.ones(50, bool), np.zeros(550, bool)]
+    scores = rng.normal(size=600) + 2 * genuine
+    for rule in ("nearest", "conservative"):
+        got = tar_at_fars(scores, genuine, (1e-6, 1e-3, 1 / 550, 1e-2), rule=rule)
+        assert got[1e-6] is None and got[1e-3] is None
+        assert got[1 / 550] is not None and got[1e-2] is not None
+    with pytest.raises(ValueError, match="rule"):
+        tar_at_fars(scores, genuine, rule="best")
 
 
 def test_roc_points_are_rates_of_accepting_at_threshold() -> None:

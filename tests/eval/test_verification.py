@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from sklearn.model_selection import KFold
+from tar_reference import eval_ijbc_tar, naive_conservative_tar
 
 from facescale.eval.verification import (
     evaluate_verification,
@@ -70,11 +71,30 @@ def test_protocol_matches_naive_insightface(seed: int) -> None:
 
 
 def test_perfect_separation_scores_one() -> None:
-    issame = np.tile([True, False], 50)
+    issame = np.tile([True, False], 1000)
     dist = np.where(issame, 0.3, 2.5)
     r = verify_distances(dist, issame)
     assert r.accuracy_mean == 1.0 and r.accuracy_std == 0.0 and r.accuracy_highest == 1.0
-    assert r.roc_auc == 1.0 and r.eer == 0.0 and r.tar_at_far_1e3 == 1.0
+    assert r.roc_auc == 1.0 and r.eer == 0.0 and r.tar_at_far_1e3 == r.tar_at_far_1e3_conservative == 1.0
+
+
+def test_tar_at_1e3_is_the_papers_rule_with_the_conservative_beside_it() -> None:
+    rng = np.random.default_rng(2)
+    issame = np.tile([True, False], 3000)
+    dist = np.round(rng.uniform(0, 4, 6000) - 1.2 * issame, 2)
+    r = verify_distances(dist, issame)
+    assert r.num_impostor == 3000
+    assert r.tar_at_far_1e3 == eval_ijbc_tar(-dist, issame, 1e-3)
+    assert r.tar_at_far_1e3_conservative == naive_conservative_tar(-dist, issame, 1e-3)
+    assert "curve" not in r.to_dict() and r.to_dict()["tar_at_far_1e3_conservative"] is not None
+    assert f"TAR@FAR=1e-3: {r.tar_at_far_1e3:.5f} (FAR<=1e-3: " in format_result("x", r)
+
+
+def test_tar_at_1e3_on_fewer_than_1000_impostor_pairs_is_na() -> None:
+    issame = np.tile([True, False], 300)
+    r = verify_distances(np.where(issame, 0.3, 2.5), issame)
+    assert r.tar_at_far_1e3 is None and r.tar_at_far_1e3_conservative is None
+    assert "TAR@FAR=1e-3: n/a (300 impostor pairs)" in format_result("x", r)
     assert 0.3 < r.best_threshold <= 2.5
 
 

@@ -180,8 +180,16 @@ def test_checkpoint_for_other_classes_or_dim_is_refused(tmp_path):
 
 def test_bad_labels_and_shapes_name_the_value():
     head = make_head(num_classes=10)
+    before = head.state_tensors()["weight"].clone()
+    # Checked on the device, read at the next call (no host sync in the step); nothing is updated.
+    head(torch.randn(4, 6, dtype=torch.float64), torch.tensor([1, 2, 10, -1])).backward()
+    head.step(0.5)
+    assert torch.equal(head.state_tensors()["weight"], before)
     with pytest.raises(FacescaleError, match=r"label 10 of sample 2 on rank 0 is outside \[0, 10\)"):
-        head(torch.randn(4, 6, dtype=torch.float64), torch.tensor([1, 2, 10, -1]))
+        head(torch.randn(4, 6, dtype=torch.float64), torch.tensor([1, 2, 3, 4]))
+    head(torch.randn(4, 6, dtype=torch.float64), torch.tensor([1, 2, 99, 4]))
+    with pytest.raises(FacescaleError, match=r"label 99 of sample 2"):
+        head.check_inputs()
     with pytest.raises(FacescaleError, match=r"shape \[4, 5\] \(expected \[batch, 6\]\)"):
         head(torch.randn(4, 5), torch.tensor([1, 2, 3, 4]))
     with pytest.raises(FacescaleError, match="3 labels for 4 embeddings"):
@@ -191,6 +199,12 @@ def test_bad_labels_and_shapes_name_the_value():
 def test_bad_settings_are_config_errors():
     with pytest.raises(ConfigError, match=r"offload needs head\.update=sparse"):
         make_head(update="dense", offload=True)
+    with pytest.raises(
+        ConfigError, match=r"head\.offload with head\.sample_rate=1\.0 would copy the whole shard"
+    ):
+        make_head(offload=True, sample_rate=1.0)
+    with pytest.raises(ConfigError, match=r"head\.matmul_dtype: 'int8' is not one of"):
+        make_head(matmul_dtype="int8")
     with pytest.raises(ConfigError, match="momentum_dtype bfloat16"):
         make_head(update="dense", weight_dtype="float32", momentum_dtype="bfloat16")
     with pytest.raises(ConfigError, match="'float8' is not one of"):

@@ -2,7 +2,12 @@ import pytest
 import torch
 
 from facescale.config import OptimConfig
-from facescale.heads.sparse_optim import build_sparse_optimizer, stochastic_round_bf16
+from facescale.heads.sparse_optim import (
+    RoundingNoise,
+    build_sparse_optimizer,
+    round_to_bf16_,
+    stochastic_round_bf16,
+)
 from facescale.optim_factory import build_optimizer
 
 
@@ -64,3 +69,24 @@ def test_stochastic_rounding_to_bf16_is_unbiased_and_brackets_the_value():
     assert bool(((samples.mean(0) - values).abs() < spacing / 20).all())  # unbiased on average
     assert bool((samples[:, 3] == 1.0).all())  # representable values are kept exactly
     assert not torch.equal(samples.mean(0), lower)  # unlike round-to-nearest
+
+
+def test_noise_table_rounding_is_unbiased_brackets_and_is_reproducible():
+    values = torch.tensor([1.0 + 2**-10, -3.3e-3, 0.1, 1.0], dtype=torch.float32)
+    noise = RoundingNoise(seed=0, device=torch.device("cpu"), size=4096)
+    samples = torch.stack([round_to_bf16_(values.clone(), noise) for _ in range(2000)])
+    spacing = values.abs() * 2**-7
+    assert bool(((samples - values).abs() <= spacing).all())
+    assert bool(((samples.mean(0) - values).abs() < spacing / 20).all())
+    assert bool((samples[:, 3] == 1.0).all())
+    assert torch.equal(samples.to(torch.bfloat16).float(), samples)  # the cast afterwards is exact
+    again = RoundingNoise(seed=0, device=torch.device("cpu"), size=4096)
+    assert torch.equal(round_to_bf16_(values.clone(), again), samples[0])
+
+
+def test_a_block_larger_than_the_noise_table_still_rounds_without_bias():
+    noise = RoundingNoise(seed=1, device=torch.device("cpu"), size=1024)
+    values = torch.full((10_000,), 1.0 + 2**-9)  # halfway between two bf16 neighbours of 1
+    rounded = round_to_bf16_(values.clone(), noise)
+    assert set(rounded.unique().tolist()) == {1.0, 1.0 + 2**-7}
+    assert abs(float(rounded.mean()) - (1.0 + 2**-9)) < 2**-7 / 20

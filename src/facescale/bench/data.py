@@ -26,7 +26,7 @@ import torch
 
 from facescale.config import AugmentConfig, DataConfig
 from facescale.data.face_dataset import FaceDataset
-from facescale.data.loader import build_train_loader
+from facescale.data.loader_factory import build_train_loader
 
 
 @dataclass

@@ -11,6 +11,7 @@ from __future__ import annotations
 import statistics
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 
 import numpy as np
 import torch
@@ -59,6 +60,10 @@ def _measure(
     return InferenceTiming(backbone, runtime, latency * 1e3, batch * throughput_repeats / total, batch)
 
 
+def _run_session(sess: object, x: np.ndarray) -> object:
+    return sess.run(None, {INPUT_NAME: x})  # type: ignore[attr-defined]
+
+
 def bench_backbone(
     name: str,
     device: str = "cpu",
@@ -66,10 +71,12 @@ def bench_backbone(
     batch: int = 64,
     latency_repeats: int = 20,
     throughput_repeats: int = 3,
-    runtimes: tuple[str, ...] = ("torch", "onnxruntime"),
+    runtimes: tuple[str, ...] = ("torch", "onnxruntime", "int8"),
+    int8_formats: tuple[str, ...] = ("qdq",),
 ) -> list[InferenceTiming]:
     """Time backbone ``name`` under each runtime (torch eager on ``device``; onnxruntime on CPU,
-    or CUDA when ``device`` is a GPU and the CUDA provider is installed)."""
+    or CUDA when ``device`` is a GPU and the CUDA provider is installed; ``int8``: the same ONNX
+    model statically quantized by onnxruntime, per format of ``int8_formats``, on CPU)."""
     import onnxruntime as ort
 
     from facescale.models import build_backbone
@@ -90,6 +97,9 @@ def bench_backbone(
             _measure(name, f"torch eager ({device})", run_torch, batch, latency_repeats, throughput_repeats)
         )
         model = model.cpu()
+    onnx_bytes = (
+        to_onnx_bytes(model, {"name": name, "kwargs": {}}) if {"onnxruntime", "int8"} & set(runtimes) else b""
+    )
     if "onnxruntime" in runtimes:
         options = ort.SessionOptions()
         options.intra_op_num_threads = threads
@@ -97,9 +107,7 @@ def bench_backbone(
         providers = ["CPUExecutionProvider"]
         if device.startswith("cuda") and "CUDAExecutionProvider" in ort.get_available_providers():
             providers.insert(0, "CUDAExecutionProvider")
-        session = ort.InferenceSession(
-            to_onnx_bytes(model, {"name": name, "kwargs": {}}), options, providers=providers
-        )
+        session = ort.InferenceSession(onnx_bytes, options, providers=providers)
         label = "onnxruntime (" + session.get_providers()[0].replace("ExecutionProvider", "").lower() + ")"
         rows.append(
             _measure(
@@ -111,7 +119,37 @@ def bench_backbone(
                 throughput_repeats,
             )
         )
+    for quant_format in int8_formats if "int8" in runtimes else ():
+        from facescale.deploy.quantize import quantize_onnx, session
+
+        # Calibration ranges do not change the speed; the accuracy of int8 on real faces is what
+        # `facescale export --int8 --calibrate` checks.
+        int8 = session(quantize_onnx(onnx_bytes, random_faces(32, seed=3), quant_format), threads)
+        rows.append(
+            _measure(
+                name,
+                f"onnxruntime int8 {quant_format} (cpu)",
+                partial(_run_session, int8),
+                batch,
+                latency_repeats,
+                throughput_repeats,
+            )
+        )
     return rows
+
+
+def to_json(row: InferenceTiming) -> str:
+    """One JSON line: backbone, runtime, ``latency_ms_batch1``, ``images_per_s_batch64`` (at ``batch``)."""
+    import json
+
+    return json.dumps(
+        {
+            "backbone": row.backbone,
+            "runtime": row.runtime,
+            "latency_ms_batch1": round(row.latency_ms, 3),
+            f"images_per_s_batch{row.batch}": round(row.throughput, 1),
+        }
+    )
 
 
 def format_table(rows: list[InferenceTiming]) -> str:

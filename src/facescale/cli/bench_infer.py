@@ -28,13 +28,25 @@ def register(kinds: Any) -> None:
     parser.add_argument(
         "--batch-repeats", type=int, default=3, help="large-batch timing repeats (default: 3)"
     )
+    parser.add_argument(
+        "--runtimes",
+        default="torch,onnxruntime,int8",
+        help="comma-separated: torch, onnxruntime, int8 (default: all three)",
+    )
+    parser.add_argument(
+        "--int8-formats",
+        default="qdq",
+        help="int8 graph formats to time: qdq and/or qoperator (default: qdq)",
+    )
+    parser.add_argument("--json", action="store_true", help="one JSON line per backbone and runtime")
     parser.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
     import torch
 
-    from facescale.bench.infer import bench_backbone, format_table
+    from facescale.bench.infer import bench_backbone, format_table, to_json
+    from facescale.errors import FacescaleError
     from facescale.models import BACKBONES
 
     threads = args.threads or os.cpu_count() or 1
@@ -42,7 +54,18 @@ def run(args: argparse.Namespace) -> int:
     names = [n.strip() for n in args.backbones.split(",") if n.strip()]
     for name in names:
         BACKBONES.get(name)  # an unknown name fails before any timing
-    rows = []
+    runtimes = tuple(r.strip() for r in args.runtimes.split(",") if r.strip())
+    formats = tuple(f.strip() for f in args.int8_formats.split(",") if f.strip())
+    unknown = sorted(set(runtimes) - {"torch", "onnxruntime", "int8"}) + sorted(
+        set(formats) - {"qdq", "qoperator"}
+    )
+    if unknown:
+        raise FacescaleError(
+            f"unknown runtime or int8 format {unknown[0]!r} (runtimes: torch, onnxruntime, int8; "
+            "formats: qdq, qoperator)"
+        )
+    rows: list = []
+    done = 0
     for name in names:
         rows.extend(
             bench_backbone(
@@ -52,8 +75,15 @@ def run(args: argparse.Namespace) -> int:
                 batch=args.batch,
                 latency_repeats=args.repeats,
                 throughput_repeats=args.batch_repeats,
+                runtimes=runtimes,
+                int8_formats=formats,
             )
         )
-    print(f"torch {torch.__version__}, {threads} CPU thread(s), device {args.device}")
-    print(format_table(rows))
+        if args.json:
+            for row in rows[done:]:
+                print(to_json(row), flush=True)
+        done = len(rows)
+    if not args.json:
+        print(f"torch {torch.__version__}, {threads} CPU thread(s), device {args.device}")
+        print(format_table(rows))
     return 0

@@ -46,7 +46,7 @@ def register(subparsers: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from facescale.deploy.embedder import open_embedder
+    from facescale.deploy.embedder_factory import open_embedder
     from facescale.deploy.extract import extract_embeddings, open_collection
     from facescale.deploy.mtcnn import MTCNN
 

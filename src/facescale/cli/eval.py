@@ -14,9 +14,13 @@ def register(subparsers: Any) -> None:
         help="evaluate models on verification bins (lfw, cfp_fp, ...) and IJB-B/IJB-C; write a report",
         description=(
             "Evaluate one or more models with the standard protocols: LFW-style bins (10-fold accuracy "
-            "with flip, XNorm, TAR@FAR=1e-3, AUC, EER) and IJB-B/IJB-C (1:1 TAR at FAR 1e-6..1e-1 with a "
-            "ROC plot; 1:N rank-k and TPIR at FPIR when the gallery files are present). Writes "
-            "report.json, report.md and the ROC PNGs into --out."
+            "with flip, XNorm, TAR@FAR=1e-3, AUC, EER, a ROC plot) and IJB-B/IJB-C (1:1 TAR at FAR "
+            "1e-6..1e-1 with a ROC plot; 1:N rank-k and TPIR at FPIR when the gallery files are present). "
+            "Writes report.json, report.md and the ROC PNGs into --out.\n\n"
+            "TAR at FAR: the headline figure is the ROC point whose FAR is nearest the target, the rule "
+            "of insightface's eval_ijbc.py and of published IJB tables; beside it, in brackets, the "
+            "conservative figure (the best TAR whose FAR is at most the target: it never overshoots). "
+            "A FAR below 1 / #impostor pairs cannot be measured and reads 'n/a (N impostor pairs)'."
         ),
         epilog=(
             "SOURCE is a facescale run directory, a checkpoint (trainer.pt), an insightface backbone.pth,\n"

@@ -10,26 +10,12 @@ from __future__ import annotations
 
 import argparse
 import importlib
-import pkgutil
 import sys
 from collections.abc import Sequence
 
 from facescale import __version__
+from facescale.cli._discovery import subcommand_modules
 from facescale.errors import FacescaleError
-
-
-def subcommand_modules(prefix: str = "") -> list[str]:
-    """Names of the CLI modules to register, sorted; ``prefix="bench_"`` lists the benchmarks."""
-    import facescale.cli as package
-
-    names = []
-    for info in pkgutil.iter_modules(package.__path__):
-        name = info.name
-        if name.startswith("_") or name == "main":
-            continue
-        if (prefix and name.startswith(prefix)) or (not prefix and not name.startswith("bench_")):
-            names.append(name)
-    return sorted(names)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -28,17 +28,23 @@ def register(subparsers: Any) -> None:
         "--min-face-score", type=float, default=0.9, help="detector score cut-off (default 0.9)"
     )
     parser.add_argument("--every", type=int, default=5, help="videos: process every Nth frame (default 5)")
+    parser.add_argument(
+        "--show-nearest",
+        action="store_true",
+        help="draw the nearest gallery name (small) under unknown faces; the JSON always has it",
+    )
     parser.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from facescale.deploy.embedder import open_embedder
+    from facescale.deploy.embedder_factory import open_embedder
     from facescale.deploy.faces import FacePipeline
     from facescale.deploy.gallery import Gallery
     from facescale.deploy.mtcnn import MTCNN
-    from facescale.deploy.recognize import is_video, recognize_photo, recognize_video
+    from facescale.deploy.recognize import recognize_photo, recognize_video
+    from facescale.deploy.video import is_video
     from facescale.errors import FacescaleError
 
     gallery = Gallery.load(args.gallery)
@@ -55,9 +61,11 @@ def run(args: argparse.Namespace) -> int:
     results = []
     for photo in args.photos:
         if is_video(photo):
-            results.append(recognize_video(photo, out, pipeline, gallery, args.threshold, args.every))
+            results.append(
+                recognize_video(photo, out, pipeline, gallery, args.threshold, args.every, args.show_nearest)
+            )
         else:
-            results.append(recognize_photo(photo, out, pipeline, gallery, args.threshold))
+            results.append(recognize_photo(photo, out, pipeline, gallery, args.threshold, args.show_nearest))
     # One photo per line: valid JSON that stays readable with many faces.
     print("[\n" + ",\n".join(json.dumps(r) for r in results) + "\n]")
     return 0

@@ -33,12 +33,15 @@ def register(subparsers: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    import sys
     from pathlib import Path
 
     from facescale.config import load_config
     from facescale.distributed.context import context_from_environ
-    from facescale.errors import ConfigError
-    from facescale.models.loading import CONFIG_FILE
+    from facescale.distributed.faults import peer_failure
+    from facescale.errors import ConfigError, FacescaleError
+    from facescale.models.run_layout import CONFIG_FILE
+    from facescale.train.preemption import Preempted, StopRequest
     from facescale.train.trainer import train
 
     if args.resume:
@@ -53,10 +56,32 @@ def run(args: argparse.Namespace) -> int:
     else:
         cfg = load_config(args.config, args.override)
     ctx = context_from_environ(os.environ, cfg.train.device)
+    stop = StopRequest()
+    restore_signals = stop.install()  # SIGTERM / SIGINT: finish the step, checkpoint, exit 143 / 130
+    lost_peer = False
     try:
-        result = train(cfg, ctx, resume=bool(args.resume))
+        result = train(cfg, ctx, resume=bool(args.resume), stop=stop)
+    except Preempted as e:
+        if ctx.rank == 0:
+            print(f"facescale train: {e}", file=sys.stderr)
+        return e.exit_code
+    except FacescaleError:
+        raise
+    except Exception as e:
+        message = peer_failure(e) if ctx.world_size > 1 else None
+        if message is None:
+            raise
+        lost_peer = True  # the process group is broken: leaving it cleanly could hang
+        print(
+            f"facescale train: rank {ctx.rank}: {message}; continue from the last checkpoint with "
+            f"`facescale train --resume {cfg.train.output}`",
+            file=sys.stderr,
+        )
+        return 1
     finally:
-        ctx.shutdown()
+        restore_signals()
+        if not lost_peer:
+            ctx.shutdown()
     if ctx.rank == 0:
         print(f"finished {result.steps} steps; run directory: {result.run_dir}")
     return 0

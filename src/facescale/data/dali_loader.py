@@ -70,12 +70,46 @@ class _Plan:
     error: str | None = None  # bad_data=fail: the problem to stop with when this batch is reached
 
 
+class _Feed:
+    """The batch bookkeeping: the plans DALI pulls, in order, and those it holds but has not returned.
+
+    DALI pulls ``prefetch`` batches ahead of the one it returns, so its outputs come back in the
+    order of ``in_flight`` and a failure concerns the oldest batch there. ``start`` hands it a
+    fresh sequence of plans (a new epoch, or the failed batch onwards after a restart).
+    """
+
+    def __init__(self) -> None:
+        self.in_flight: deque[_Plan] = deque()
+        self._plans: Iterator[_Plan] = iter(())
+
+    def start(self, plans: Iterator[_Plan]) -> None:
+        self.in_flight.clear()
+        self._plans = plans
+
+    def pull(self) -> list[np.ndarray]:
+        """DALI's source: the next batch's encoded images (StopIteration ends the epoch for DALI too)."""
+        plan = next(self._plans)
+        self.in_flight.append(plan)
+        return plan.encoded
+
+    def returned(self) -> _Plan:
+        """The plan of the batch DALI has just returned."""
+        return self.in_flight.popleft()
+
+
 class DaliTrainLoader(EpochLoader):
     """Iterates ``(images float32 [B, 3, 112, 112] in [-1, 1], labels int64 [B])`` on ``device``.
 
     ``data.num_workers`` sets DALI's CPU threads and ``data.prefetch`` how many batches it
     decodes ahead. (Pinned host memory, an option of the CPU loader, does not apply: batches
     are decoded straight into device memory.)
+
+    One batch's path: ``_plan`` reads its records and draws its augmentations on the host;
+    DALI pulls the plan from ``_Feed.pull`` and decodes it; ``pipeline.run`` returns the images
+    and ``_Feed.returned`` the matching plan; ``_finish`` augments and normalises them on the
+    device. When DALI fails, ``_find_refused_records`` marks the records it refuses and ``_start``
+    hands a fresh pipeline the batches from the failed one on, re-planned: the only loop is the
+    one in ``__iter__``.
     """
 
     def __init__(
@@ -93,8 +127,7 @@ class DaliTrainLoader(EpochLoader):
         self.skip_bad = cfg.bad_data == "skip"
         self.on_gpu = self.device is not None and self.device.type == "cuda"
         self._known_bad: dict[int, str] = {}  # dataset index -> problem, found by earlier batches
-        self._pending: deque[_Plan] = deque()  # batches handed to DALI, not yet returned by it
-        self._plans: Iterator[_Plan] = iter(())  # what DALI pulls next
+        self._feed = _Feed()
         self._pipeline: Any = None
         self._pipeline_idle = False  # True when it ended an epoch cleanly and can start another
 
@@ -150,13 +183,8 @@ class DaliTrainLoader(EpochLoader):
         return fn.transpose(images, perm=[2, 0, 1])
 
     def _build_pipeline(self) -> Any:
-        """A DALI pipeline pulling ``self._plans`` in order, decoding to uint8 ``[B, 3, 112, 112]``."""
+        """A DALI pipeline pulling ``self._feed`` in order, decoding to uint8 ``[B, 3, 112, 112]``."""
         dali = self._dali
-
-        def next_batch() -> list[np.ndarray]:
-            plan = next(self._plans)  # StopIteration ends the epoch for DALI too
-            self._pending.append(plan)
-            return plan.encoded
 
         @dali.pipeline_def(
             batch_size=self.cfg.batch_size,
@@ -166,7 +194,9 @@ class DaliTrainLoader(EpochLoader):
             exec_dynamic=True,  # outputs can be bound to torch's stream (DALI 2's default executor)
         )
         def decode() -> Any:
-            encoded = dali.fn.external_source(source=next_batch, batch=True, dtype=dali.types.UINT8, ndim=1)
+            encoded = dali.fn.external_source(
+                source=self._feed.pull, batch=True, dtype=dali.types.UINT8, ndim=1
+            )
             return self._decode_graph(encoded)
 
         pipeline = decode()
@@ -198,36 +228,44 @@ class DaliTrainLoader(EpochLoader):
         batches = rank_batches(
             len(self.dataset), self.cfg.batch_size, self.rank, self.world_size, self.seed, epoch
         )
-        step = self.start_batch
-        while step < self.steps:
-            self._pending.clear()
-            self._plans = (self._plan(epoch, k, batches[k]) for k in range(step, self.steps))
-            # A pipeline that ended its last epoch cleanly is reused; one left part way (a loop
-            # that stopped early) still holds decoded batches ahead, and one that failed holds
-            # an error: those are replaced.
-            if not self._pipeline_idle:
-                self._pipeline = None  # free its buffers before building the next one
-                self._pipeline = self._build_pipeline()
-            self._pipeline_idle = False
-            stream = torch.cuda.current_stream(self.device) if self.on_gpu else None
-            while True:
-                try:
-                    # On a GPU the outputs are bound to torch's stream: DALI reuses their buffers
-                    # only after the copy queued on that stream below.
-                    (decoded,) = self._pipeline.run(stream)
-                except StopIteration:
-                    self._pipeline.reset()
-                    self._pipeline_idle = True
-                    return
-                except RuntimeError as error:
-                    self._find_refused_records(error)
-                    step = self._pending[0].step  # restart at the failed batch, re-planned
-                    break
-                plan = self._pending.popleft()
-                if plan.error is not None:
-                    raise DataError(plan.error)
-                yield self._finish(decoded, plan, epoch, stream)
-                step = plan.step + 1
+        if self.start_batch >= self.steps:
+            return
+        self._start(epoch, batches, self.start_batch)
+        stream = torch.cuda.current_stream(self.device) if self.on_gpu else None
+        while True:
+            failed_step = None
+            try:
+                # On a GPU the outputs are bound to torch's stream: DALI reuses their buffers
+                # only after the copy queued on that stream in ``_finish``.
+                (decoded,) = self._pipeline.run(stream)
+            except StopIteration:  # the feed ran out: the epoch is complete
+                self._pipeline.reset()
+                self._pipeline_idle = True
+                return
+            except RuntimeError as error:
+                # The failed batch is the oldest in flight; every batch before it was returned.
+                failed_step = self._feed.in_flight[0].step
+                self._find_refused_records(error)
+            if failed_step is not None:
+                # Restarted outside the handler: its traceback holds the failed pipeline, which
+                # must be freed before the next one is built. Nothing is lost or repeated.
+                self._start(epoch, batches, failed_step)
+                continue
+            plan = self._feed.returned()
+            if plan.error is not None:
+                raise DataError(plan.error)
+            yield self._finish(decoded, plan, epoch, stream)
+
+    def _start(self, epoch: int, batches: list[np.ndarray], step: int) -> None:
+        """Feed the plans of ``batches[step:]`` to a pipeline ready to decode them."""
+        self._feed.start(self._plan(epoch, k, batches[k]) for k in range(step, self.steps))
+        # A pipeline that ended its last epoch cleanly is reused; one left part way (a loop that
+        # stopped early) still holds decoded batches ahead, and one that failed holds an error:
+        # those are replaced.
+        if not self._pipeline_idle:
+            self._pipeline = None  # free its buffers before building the next one
+            self._pipeline = self._build_pipeline()
+        self._pipeline_idle = False
 
     def _finish(
         self, decoded: Any, plan: _Plan, epoch: int, stream: Any
@@ -252,14 +290,14 @@ class DaliTrainLoader(EpochLoader):
         decoder refuses even a plain JPEG, or no record alone) is raised with the records in flight.
         """
         checker = self._build_checker()
-        names = ", ".join(self.dataset.describe(i) for i in self._pending[0].indices[:3].tolist())
+        names = ", ".join(self.dataset.describe(i) for i in self._feed.in_flight[0].indices[:3].tolist())
         in_flight = f"DALI failed on a batch holding {names}, ..."
         if _refusal(checker, _stand_in_jpeg()) is not None:
             raise FacescaleError(
                 f"{in_flight} and cannot decode a plain JPEG either: {_dali_reason(error)}"
             ) from error
         refused: dict[int, str] = {}
-        for plan in self._pending:
+        for plan in self._feed.in_flight:
             for slot, i in enumerate(plan.indices.tolist()):
                 if i in self._known_bad or i in refused or plan.encoded[slot] is _stand_in_jpeg():
                     continue

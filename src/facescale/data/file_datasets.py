@@ -4,12 +4,16 @@
   paths relative to the root.
 - ``image_bin`` (Arcface-Paddle): the same listing pointing at per-image bin files.
 - ``image_folder``: one sub-folder per identity; sorted folder names give labels 0..C-1.
+
+Every file stays inside the dataset's folder: a listed path that is absolute or climbs out with
+``..`` is a bad record at open, and one that leaves through a symlink is refused when read, so a
+crafted ``label.txt`` can neither feed nor leak (in an error message) a file from elsewhere.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator
-from pathlib import Path
+from pathlib import Path, PurePosixPath, PureWindowsPath
 
 import numpy as np
 
@@ -89,9 +93,26 @@ class ImageFileDataset(FaceDataset):
         self.label_file = label_file
         self.lines = np.asarray(lines if lines is not None else [], dtype=np.int64)
         self.class_names = class_names or []
+        self._resolved_base: Path | None = None
 
     def file(self, i: int) -> Path:
         return self.base / self.paths[i].decode("utf-8")
+
+    def confined_file(self, i: int) -> Path:
+        """``file(i)`` once it is known to resolve (symlinks included) inside the dataset's folder."""
+        path = self.file(i)
+        if self._resolved_base is None:
+            self._resolved_base = self.base.resolve()
+        try:
+            inside = path.resolve().is_relative_to(self._resolved_base)
+        except (OSError, RuntimeError) as e:  # a symlink loop
+            raise DataError(f"{self.describe(i)}: cannot resolve the path ({e})") from None
+        if not inside:
+            raise DataError(
+                f"{self.describe(i)}: resolves to {path.resolve()}, outside the dataset folder "
+                f"{self._resolved_base}"
+            )
+        return path
 
     def describe(self, i: int) -> str:
         if self.label_file is not None:
@@ -99,8 +120,9 @@ class ImageFileDataset(FaceDataset):
         return f"{self.file(i)} (identity {self.labels[i]} {self.class_names[self.labels[i]]!r})"
 
     def _read_file(self, i: int) -> bytes:
+        path = self.confined_file(i)
         try:
-            return self.file(i).read_bytes()
+            return path.read_bytes()
         except OSError as e:
             raise DataError(f"{self.describe(i)}: cannot read ({e.strerror})") from None
 
@@ -117,7 +139,7 @@ class ImageBinDataset(ImageFileDataset):
     """Arcface-Paddle per-image bins listed in ``label.txt``; each read unwraps the bin."""
 
     def read(self, i: int) -> bytes:
-        path = self.file(i)
+        path = self.confined_file(i)
         if not path.is_file():
             raise DataError(f"{self.describe(i)}: per-image bin file not found")
         return read_image_bin(path)[1]
@@ -133,10 +155,27 @@ def _label_file(root: Path) -> tuple[Path, Path]:
     return root, label_file
 
 
+def escapes_root(relative: str) -> str | None:
+    """Why a listed path would leave the dataset folder (absolute, a drive, ``..``), or None."""
+    posix = PurePosixPath(relative.replace("\\", "/"))
+    if posix.is_absolute() or PureWindowsPath(relative).drive:
+        return "is absolute"
+    if ".." in posix.parts:
+        return "climbs out with '..'"
+    return None
+
+
 def _listed(root: Path, cls: type[ImageFileDataset]) -> ImageFileDataset:
     base, label_file = _label_file(root)
     relative, labels, lines = parse_label_file(label_file)
-    return cls(root, base, relative, labels, label_file, lines)
+    dataset = cls(root, base, relative, labels, label_file, lines)
+    for i, name in enumerate(relative):
+        why = escapes_root(name)
+        if why is not None:  # a bad record: bad_data decides (open_dataset)
+            dataset.unreadable[i] = (
+                f"{label_file}:{lines[i]}: path {name!r} {why}; paths must stay inside {base}"
+            )
+    return dataset
 
 
 @DATASETS.register("label_txt")

@@ -37,8 +37,63 @@ def is_truncated_jpeg(data: bytes) -> bool:
     return last_scan < 0 or data.find(_JPEG_END, last_scan + 2) < 0
 
 
-def check_encoded(data: bytes, where: str) -> None:
-    """The checks that need no decoding (empty data, a truncated JPEG); DataError naming ``where``.
+# Images above this many pixels are refused before decoding: a 6 MB JPEG can declare
+# 20000x20000 and decode to 1.2 GB. 64 megapixels (8192 x 8192) is far above any face crop and
+# above the photos a phone takes; ``data.max_pixels`` (or ``--max-pixels``) changes it.
+DEFAULT_MAX_PIXELS = 8192 * 8192
+
+_SOF_MARKERS = frozenset(range(0xC0, 0xD0)) - {0xC4, 0xC8, 0xCC}  # start-of-frame: the size lives here
+
+
+def _jpeg_size(data: bytes) -> tuple[int, int] | None:
+    """``(height, width)`` from a JPEG's start-of-frame segment, walking the marker segments."""
+    pos = 2
+    while pos + 4 <= len(data):
+        if data[pos] != 0xFF:
+            return None
+        marker = data[pos + 1]
+        if marker == 0xFF:  # fill byte
+            pos += 1
+            continue
+        if marker in (0x01, *range(0xD0, 0xD8)):  # markers without a length
+            pos += 2
+            continue
+        length = int.from_bytes(data[pos + 2 : pos + 4], "big")
+        if marker in _SOF_MARKERS and pos + 9 <= len(data):
+            height = int.from_bytes(data[pos + 5 : pos + 7], "big")
+            width = int.from_bytes(data[pos + 7 : pos + 9], "big")
+            return height, width
+        if marker == 0xDA or length < 2:  # scan data before any frame header: give up
+            return None
+        pos += 2 + length
+    return None
+
+
+def image_size(data: bytes) -> tuple[int, int] | None:
+    """``(height, width)`` declared in the header of a JPEG, PNG or BMP, without decoding; else None."""
+    if data.startswith(_JPEG_START):
+        return _jpeg_size(data)
+    if data.startswith(b"\x89PNG\r\n\x1a\n") and len(data) >= 24:
+        return int.from_bytes(data[20:24], "big"), int.from_bytes(data[16:20], "big")
+    if data.startswith(b"BM") and len(data) >= 26:
+        width = int.from_bytes(data[18:22], "little", signed=True)
+        height = int.from_bytes(data[22:26], "little", signed=True)
+        return abs(height), abs(width)
+    return None
+
+
+def _check_pixels(height: int, width: int, where: str, max_pixels: int, declared: bool) -> None:
+    if max_pixels > 0 and height * width > max_pixels:
+        how = "declares" if declared else "decodes to"
+        raise DataError(
+            f"{where}: image {how} {width}x{height} = {height * width:,} pixels, above the cap of "
+            f"{max_pixels:,} (data.max_pixels); refusing to decode it"
+        )
+
+
+def check_encoded(data: bytes, where: str, max_pixels: int = DEFAULT_MAX_PIXELS) -> None:
+    """The checks that need no decoding (empty data, a truncated JPEG, a size in the header above
+    ``max_pixels``; 0 = no cap); DataError naming ``where``.
 
     The DALI path runs them on the host before images go to the GPU decoder.
     """
@@ -46,11 +101,17 @@ def check_encoded(data: bytes, where: str) -> None:
         raise DataError(f"{where}: empty image (0 bytes)")
     if is_truncated_jpeg(data):
         raise DataError(f"{where}: truncated JPEG ({len(data)} bytes, no end-of-image marker)")
+    size = image_size(data)
+    if size is not None:
+        _check_pixels(size[0], size[1], where, max_pixels, declared=True)
 
 
-def decode_image(data: bytes, where: str) -> np.ndarray:
-    """Decode JPEG/PNG/BMP bytes to uint8 RGB ``[H, W, 3]``; raise DataError naming ``where``."""
-    check_encoded(data, where)
+def decode_image(data: bytes, where: str, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
+    """Decode JPEG/PNG/BMP bytes to uint8 RGB ``[H, W, 3]``; raise DataError naming ``where``.
+
+    Images above ``max_pixels`` (0 = no cap) are refused from their header, before decoding.
+    """
+    check_encoded(data, where, max_pixels)
     if simplejpeg is not None and data.startswith(_JPEG_START):
         try:
             return simplejpeg.decode_jpeg(data, colorspace="RGB", strict=True)
@@ -59,6 +120,8 @@ def decode_image(data: bytes, where: str) -> np.ndarray:
     bgr = cv2.imdecode(np.frombuffer(data, dtype=np.uint8), cv2.IMREAD_COLOR)
     if bgr is None:
         raise DataError(f"{where}: not a decodable image ({len(data)} bytes, starts {data[:8].hex()})")
+    # WebP and TIFF headers are not read above: their size is checked once decoded.
+    _check_pixels(bgr.shape[0], bgr.shape[1], where, max_pixels, declared=False)
     return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
 
 

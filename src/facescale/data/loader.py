@@ -1,9 +1,9 @@
 """The training loaders: this rank's share of a reshuffled epoch, decoded and augmented.
 
-``build_train_loader`` picks the CPU loader (``TrainLoader``: decoding and augmentation in worker
-processes) or, with ``data.dali=true``, the DALI loader (``dali_loader``: decoding on the GPU);
-both derive from ``EpochLoader`` and share the sharding, the augmentation draws and the bad-data
-bookkeeping defined here.
+``loader_factory.build_train_loader`` picks the CPU loader (``TrainLoader``: decoding and
+augmentation in worker processes) or, with ``data.dali=true``, the DALI loader (``dali_loader``:
+decoding on the GPU); both derive from ``EpochLoader`` and share the sharding, the augmentation
+draws and the bad-data bookkeeping defined here.
 
 Sharding: epoch e uses the permutation drawn from ``(seed, e)``, identical on every rank; rank r
 takes positions ``r, r + W, r + 2W, ...`` of it, cut to ``steps * batch_size`` so every rank runs
@@ -98,6 +98,7 @@ class BatchDecoder(torch.utils.data.Dataset):
         self.dataset = dataset
         self.augment = Augmenter(cfg.augment)
         self.skip_bad = cfg.bad_data == "skip"
+        self.max_pixels = cfg.max_pixels
         self.rank = rank
         self.seed = seed
         self.normalize_in_worker = normalize_in_worker
@@ -107,7 +108,7 @@ class BatchDecoder(torch.utils.data.Dataset):
 
     def load(self, i: int) -> np.ndarray:
         """Sample ``i`` decoded to uint8 ``[112, 112, 3]`` RGB (resized if stored at another size)."""
-        image = decode_image(self.dataset.read(i), self.dataset.describe(i))
+        image = decode_image(self.dataset.read(i), self.dataset.describe(i), self.max_pixels)
         if image.shape[:2] != IMAGE_SIZE:
             import cv2
 
@@ -281,6 +282,9 @@ class TrainLoader(EpochLoader):
             sampler=self._sampler,
             num_workers=workers,
             collate_fn=_keep_as_is,
+            # Its own generator: iterating draws a worker base seed, which from the global RNG
+            # would shift dropout's stream after a resume restored it (batches need no torch RNG).
+            generator=torch.Generator().manual_seed(self.decoder.seed),
             pin_memory=self._pin,
             prefetch_factor=self.cfg.prefetch if workers > 0 else None,
             # Workers live across epochs: no start-up stall (and no re-fork of a large index) at
@@ -323,16 +327,33 @@ class TrainLoader(EpochLoader):
                 batch = self._accept(batch)
                 yield batch.images, batch.labels
             return
-        pending: tuple[torch.Tensor, torch.Tensor] | None = None
+        # The next batch is copied (and normalised) on a side stream while the current one trains;
+        # the compute stream waits for that copy only when it takes the batch.
+        copy_stream = torch.cuda.Stream(self.device)
+        pending: tuple[torch.Tensor, torch.Tensor, torch.cuda.Event] | None = None
         for batch in iterator:
             batch = self._accept(batch)
-            images = normalize(batch.images.to(self.device, non_blocking=True))
-            labels = batch.labels.to(self.device, non_blocking=True)
+            with torch.cuda.stream(copy_stream):
+                images = normalize(batch.images.to(self.device, non_blocking=True))
+                labels = batch.labels.to(self.device, non_blocking=True)
+                ready = torch.cuda.Event()
+                ready.record(copy_stream)
             if pending is not None:
-                yield pending
-            pending = (images, labels)
+                yield _on_compute_stream(*pending)
+            pending = (images, labels, ready)
         if pending is not None:
-            yield pending
+            yield _on_compute_stream(*pending)
+
+
+def _on_compute_stream(
+    images: torch.Tensor, labels: torch.Tensor, ready: torch.cuda.Event
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Hand tensors made on the copy stream to the current stream (wait for them, keep their memory)."""
+    compute = torch.cuda.current_stream(images.device)
+    compute.wait_event(ready)
+    images.record_stream(compute)  # the allocator must not reuse them before compute is done
+    labels.record_stream(compute)
+    return images, labels
 
 
 class _EpochSampler(torch.utils.data.Sampler):
@@ -360,20 +381,3 @@ class _EpochSampler(torch.utils.data.Sampler):
         batches = self.batches(epoch)
         for step in range(self.start_batch, len(batches)):
             yield epoch, step, batches[step]
-
-
-def build_train_loader(
-    dataset: FaceDataset,
-    cfg: DataConfig,
-    rank: int,
-    world_size: int,
-    seed: int,
-    pin_memory: bool = False,
-    device: torch.device | str | None = None,
-) -> EpochLoader:
-    """The loader for ``rank`` of ``world_size``: DALI decoding (``data.dali``) or CPU workers."""
-    if cfg.dali:
-        from facescale.data.dali_loader import DaliTrainLoader  # needs the optional extra
-
-        return DaliTrainLoader(dataset, cfg, rank, world_size, seed, device)
-    return TrainLoader(dataset, cfg, rank, world_size, seed, pin_memory, device)

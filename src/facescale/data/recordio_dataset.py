@@ -10,6 +10,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -154,6 +155,28 @@ def _reader(rec: Path) -> RecordIOReader:
     return RecordIOReader(rec, idx if idx.is_file() else None)
 
 
+SUCCESS_FILE = "_SUCCESS"  # written last by ``facescale data split``: the parts are complete
+
+
+def _check_split_complete(root: Path, parts: list[Path]) -> None:
+    """A parts folder is used only when ``_SUCCESS`` says its split finished, with as many parts.
+
+    A split that failed after part 0 would otherwise train silently on a fraction of the images.
+    """
+    marker = root / SUCCESS_FILE
+    if not marker.is_file():
+        raise DataError(
+            f"{root}: holds {len(parts)} part-*.rec file(s) but no {SUCCESS_FILE}: the "
+            "`facescale data split` that wrote them did not finish; split again into an empty folder"
+        )
+    try:
+        expected = int(json.loads(marker.read_text())["parts"])
+    except (OSError, ValueError, KeyError, TypeError) as e:
+        raise DataError(f"{marker}: not a `facescale data split` summary ({type(e).__name__}: {e})") from None
+    if expected != len(parts):
+        raise DataError(f"{marker}: says {expected} parts, but {root} holds {len(parts)} part-*.rec files")
+
+
 def find_rec_files(root: Path) -> list[Path]:
     """The ``.rec`` files a root names: itself, its ``part-*.rec``, ``train.rec`` or its only ``.rec``."""
     if root.is_file():
@@ -162,6 +185,7 @@ def find_rec_files(root: Path) -> list[Path]:
         raise DataError(f"{root}: no such file or folder (data.root)")
     parts = sorted(root.glob("part-*.rec"))
     if parts:
+        _check_split_complete(root, parts)
         return parts
     if (root / "train.rec").is_file():
         return [root / "train.rec"]

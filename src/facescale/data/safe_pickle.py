@@ -61,18 +61,60 @@ ALLOWED_GLOBALS: dict[tuple[str, str], Any] = {
 }
 
 
-class RestrictedUnpickler(pickle.Unpickler):
-    """An unpickler that resolves only the globals in ``ALLOWED_GLOBALS``."""
+# Headroom for a legitimate allocation beyond the pickle's own size (an empty array's header).
+_SIZE_SLACK = 1 << 16
 
-    def __init__(self, file: io.BufferedIOBase | io.BytesIO, where: str, encoding: str) -> None:
+
+class _TooLarge(pickle.UnpicklingError):
+    """A constructor call that would allocate more than the pickle could ever fill."""
+
+
+def _size_capped(func: Any, cap: int) -> Any:
+    """``func`` (bytes, bytearray or numpy's ``_reconstruct``) refusing to allocate more than ``cap`` bytes.
+
+    Every byte an honest pickle holds is in the pickle itself, so an object larger than the file
+    can only come from a size argument: ``bytearray(10**11)`` is a 31-byte pickle that asks for
+    100 GB. Such a request is refused before anything is allocated.
+    """
+
+    def capped(*args: Any) -> Any:
+        size = 0
+        if func is _reconstruct and len(args) == 3:
+            shape = args[1] if isinstance(args[1], (tuple, list)) else (args[1],)
+            size = int(np.prod([int(n) for n in shape], dtype=object)) * np.dtype(args[2]).itemsize
+        elif args and isinstance(args[0], int) and not isinstance(args[0], bool):
+            size = args[0]
+        if size > cap:
+            raise _TooLarge(
+                f"{func.__name__} of {size:,} bytes is more than the pickle's own size allows ({cap:,} bytes)"
+            )
+        return func(*args)
+
+    return capped
+
+
+class RestrictedUnpickler(pickle.Unpickler):
+    """An unpickler that resolves only the globals in ``ALLOWED_GLOBALS``, with allocations capped.
+
+    ``max_bytes`` bounds what one constructor call may allocate (default: the pickle's size plus
+    a little slack), so a tiny pickle cannot exhaust memory.
+    """
+
+    def __init__(
+        self, file: io.BufferedIOBase | io.BytesIO, where: str, encoding: str, max_bytes: int | None = None
+    ) -> None:
         super().__init__(file, encoding=encoding)
         self.where = where
+        self.max_bytes = max_bytes if max_bytes is not None else _SIZE_SLACK
 
     def find_class(self, module: str, name: str) -> Any:
         # Python 2 pickles name the builtins module "__builtin__"; map it as pickle itself does.
         module = _compat_pickle.IMPORT_MAPPING.get(module, module)
         try:
-            return ALLOWED_GLOBALS[(module, name)]
+            found = ALLOWED_GLOBALS[(module, name)]
+            if found in (bytes, bytearray, _reconstruct):
+                return _size_capped(found, self.max_bytes)
+            return found
         except KeyError:
             raise DataError(
                 f"{self.where}: the pickle asks for {module}.{name}, which a face dataset never holds; "
@@ -100,9 +142,13 @@ def safe_loads(data: bytes, where: str, encoding: str = "bytes") -> Any:
     bins) as ``bytes``. Raises DataError naming ``where`` for anything else or a damaged pickle.
     """
     try:
-        value = RestrictedUnpickler(io.BytesIO(data), where, encoding).load()
+        value = RestrictedUnpickler(io.BytesIO(data), where, encoding, len(data) + _SIZE_SLACK).load()
     except DataError:
         raise
+    except _TooLarge as e:
+        raise DataError(f"{where}: refusing a {len(data)}-byte pickle: {e}") from None
+    except MemoryError:
+        raise DataError(f"{where}: the {len(data)}-byte pickle needs more memory than is available") from None
     except (pickle.UnpicklingError, EOFError, ValueError, TypeError, AttributeError, IndexError) as e:
         raise DataError(f"{where}: not a valid pickle ({type(e).__name__}: {e})") from None
     _reject_object_arrays(value, where)

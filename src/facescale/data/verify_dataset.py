@@ -16,7 +16,7 @@ from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass, field
 
 from facescale.data.face_dataset import FaceDataset
-from facescale.data.image_codec import decode_image
+from facescale.data.image_codec import DEFAULT_MAX_PIXELS, decode_image
 from facescale.data.loader import quiet_opencv_threads
 from facescale.errors import DataError
 
@@ -25,6 +25,7 @@ _CHUNK = 512  # records per task: large enough to amortise the round trip, small
 
 # The dataset a forked worker reads: set before the pool forks, so it is inherited, not pickled.
 _WORKER_DATASET: FaceDataset | None = None
+_WORKER_MAX_PIXELS = DEFAULT_MAX_PIXELS
 
 
 @dataclass
@@ -69,7 +70,7 @@ def _check_range(bounds: tuple[int, int]) -> list[str]:
     problems = []
     for i in range(*bounds):
         try:
-            decode_image(dataset.read(i), dataset.describe(i))
+            decode_image(dataset.read(i), dataset.describe(i), _WORKER_MAX_PIXELS)
         except DataError as e:
             problems.append(str(e))
     return problems
@@ -81,11 +82,15 @@ def _ranges(total: int) -> Iterator[tuple[int, int]]:
 
 
 def verify_dataset(
-    dataset: FaceDataset, workers: int = 2, progress: Callable[[int], object] | None = None
+    dataset: FaceDataset,
+    workers: int = 2,
+    progress: Callable[[int], object] | None = None,
+    max_pixels: int = DEFAULT_MAX_PIXELS,
 ) -> VerifyReport:
     """Strictly decode every record of ``dataset`` (opened with ``bad_data=skip``, so what the open
-    dropped is reported too); ``progress`` is called with the records done after each chunk."""
-    global _WORKER_DATASET
+    dropped is reported too); ``progress`` is called with the records done after each chunk.
+    Images above ``max_pixels`` (0 = no cap) are bad, found from their header."""
+    global _WORKER_DATASET, _WORKER_MAX_PIXELS
     report = VerifyReport(
         root=str(dataset.root), excluded_count=dataset.excluded_count, excluded=list(dataset.excluded)
     )
@@ -98,6 +103,7 @@ def verify_dataset(
             progress(bounds[1] - bounds[0])
 
     _WORKER_DATASET = dataset
+    _WORKER_MAX_PIXELS = max_pixels
     start = time.perf_counter()
     chunks = list(_ranges(len(dataset)))
     pool: ProcessPoolExecutor | None = None

@@ -1,8 +1,7 @@
-"""5-point face alignment: a similarity transform onto the ArcFace 112x112 template.
+"""5-point face alignment: warp a photo so its landmarks land on the ArcFace 112x112 template.
 
-The landmarks are, in order: left eye, right eye, nose tip, left mouth corner, right mouth
-corner (left/right as seen in the image). The transform is the least-squares similarity
-(rotation, uniform scale, translation; no reflection), Umeyama's closed form.
+The template and the similarity fit live in ``facescale.models.face_template`` (the synthetic
+data renders onto the same template); this module applies them to images.
 """
 
 from __future__ import annotations
@@ -10,41 +9,7 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-ARCFACE_TEMPLATE = np.array(
-    [
-        [38.2946, 51.6963],
-        [73.5318, 51.5014],
-        [56.0252, 71.7366],
-        [41.5493, 92.3655],
-        [70.7299, 92.2041],
-    ],
-    dtype=np.float64,
-)
-
-
-def estimate_similarity(src: np.ndarray, dst: np.ndarray) -> np.ndarray:
-    """The 2x3 similarity matrix ``M`` minimising ``sum |M @ [src_i, 1] - dst_i|^2``.
-
-    ``src``, ``dst``: ``[K, 2]`` point sets, K >= 2.
-    """
-    src = np.asarray(src, dtype=np.float64)
-    dst = np.asarray(dst, dtype=np.float64)
-    if src.shape != dst.shape or src.ndim != 2 or src.shape[1] != 2 or len(src) < 2:
-        raise ValueError(f"expected two [K, 2] point sets, got {src.shape} and {dst.shape}")
-    src_mean, dst_mean = src.mean(0), dst.mean(0)
-    src_c, dst_c = src - src_mean, dst - dst_mean
-    cov = dst_c.T @ src_c / len(src)
-    u, sigma, vt = np.linalg.svd(cov)
-    d = np.ones(2)
-    if np.linalg.det(u) * np.linalg.det(vt) < 0:  # a reflection would fit better; forbid it
-        d[1] = -1
-    rotation = u @ np.diag(d) @ vt
-    src_var = (src_c**2).sum() / len(src)
-    scale = (sigma * d).sum() / src_var if src_var > 0 else 1.0
-    matrix = np.zeros((2, 3))
-    matrix[:, :2] = scale * rotation
-    matrix[:, 2] = dst_mean - scale * rotation @ src_mean
-    return matrix
+from facescale.models.face_template import ARCFACE_TEMPLATE, estimate_similarity
 
 
 def align_face(image: np.ndarray, landmarks: np.ndarray, size: int = 112) -> np.ndarray:

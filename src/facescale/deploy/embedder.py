@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import hashlib
 from pathlib import Path
-from typing import TYPE_CHECKING, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 import numpy as np
 
@@ -119,6 +119,32 @@ class TorchEmbedder:
         return self.embed(align_detections(image, detections))
 
 
+def check_external_data(model: Any, path: Path) -> None:
+    """Refuse an ONNX model whose external tensor data lies outside its own folder.
+
+    onnxruntime reads each external tensor from ``location`` relative to the model file; a
+    crafted ``../../etc/shadow`` or absolute path (or a symlink out of the folder) would make it
+    read any file the user can, so every location must resolve inside the model's folder.
+    """
+    import onnx
+
+    folder = path.resolve().parent
+    tensors = list(model.graph.initializer)
+    for node in model.graph.node:  # Constant nodes can hold external tensors too
+        tensors.extend(a.t for a in node.attribute if a.type == onnx.AttributeProto.TENSOR)
+    for tensor in tensors:
+        if tensor.data_location != onnx.TensorProto.EXTERNAL:
+            continue
+        entries = {e.key: e.value for e in tensor.external_data}
+        location = entries.get("location", "")
+        target = (folder / location).resolve()
+        if not location or Path(location).is_absolute() or not target.is_relative_to(folder):
+            raise FacescaleError(
+                f"ONNX model {path}: tensor {tensor.name!r} keeps its data at {location!r}, outside the "
+                f"model's folder {folder}; refusing to load it"
+            )
+
+
 class OnnxEmbedder:
     """An ONNX model taking the normalised ``[N, 3, 112, 112]`` tensor (insightface convention)."""
 
@@ -132,7 +158,8 @@ class OnnxEmbedder:
         try:
             model = onnx.load(str(path), load_external_data=False)
         except Exception as e:
-            raise FacescaleError(f"{path} is not a readable ONNX model: {e}") from e
+            raise FacescaleError(f"{path} is not a readable ONNX model: {e}") from None
+        check_external_data(model, path)
         providers = ["CPUExecutionProvider"]
         on_gpu = resolve_device(device).startswith("cuda")
         if on_gpu and "CUDAExecutionProvider" in ort.get_available_providers():
@@ -175,32 +202,3 @@ class OnnxEmbedder:
 
     def embed_faces(self, image: np.ndarray, detections: Detections) -> np.ndarray:
         return self.embed(align_detections(image, detections))
-
-
-def open_embedder(
-    source: str, backbone: str | None = None, device: str = "auto", batch_size: int = 64
-) -> Embedder:
-    """An embedder for ``source``.
-
-    ``source``: ``"dlib"`` (dlib's 128-d real-face ResNet, optional), a ``.onnx`` file
-    (onnxruntime), or anything ``facescale.models.loading.load_backbone`` reads: a facescale run
-    directory, a checkpoint (``trainer.pt``), an insightface ``backbone.pth`` (``backbone`` names
-    the architecture when it cannot be inferred) or a ``.safetensors`` file.
-    """
-    if batch_size < 1:
-        raise FacescaleError(f"batch_size must be >= 1, got {batch_size}")
-    if source == "dlib":
-        from facescale.deploy.dlib_backend import DlibEmbedder
-
-        return DlibEmbedder()
-    if str(source).lower().endswith(".onnx"):
-        return OnnxEmbedder(source, device=device, batch_size=batch_size)
-    if not Path(source).exists():
-        raise FacescaleError(
-            f"model {source} does not exist (expected a run directory, a checkpoint, a backbone.pth, "
-            "a .safetensors or .onnx file, or 'dlib')"
-        )
-    from facescale.models.loading import load_backbone
-
-    module, spec = load_backbone(source, backbone)
-    return TorchEmbedder(module, name=f"torch:{spec.name}", device=device, batch_size=batch_size)

@@ -24,7 +24,7 @@ from facescale.data.image_codec import decode_image
 from facescale.deploy.embedder import FACE_SIZE, Embedder
 from facescale.deploy.mtcnn import MTCNN
 from facescale.errors import DataError, FacescaleError
-from facescale.eval.verification import l2_normalize
+from facescale.models.embeddings import l2_normalize
 from facescale.models.inference import batches
 
 

@@ -7,7 +7,7 @@ A :class:`FacePipeline` pairs the MTCNN detector with an embedder. Photos are re
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -68,18 +68,34 @@ class FacePipeline:
 
 @dataclass
 class PhotoReport:
-    """What happened to the photos of one person while building or extending a gallery."""
+    """What happened to the photos of one person while building or extending a gallery.
+
+    ``unreadable``: (photo, why) for each photo that could not be read or decoded.
+    """
 
     name: str
     used: list[str]
     no_face: list[str]
+    unreadable: list[tuple[str, str]] = field(default_factory=list)
 
 
-def embed_person(pipeline: FacePipeline, name: str, photos: list[Path]) -> tuple[np.ndarray, PhotoReport]:
-    """Raw embeddings ``[K, D]`` of the largest face in each photo that has one."""
+def embed_person(
+    pipeline: FacePipeline, name: str, photos: list[Path], strict: bool = False
+) -> tuple[np.ndarray, PhotoReport]:
+    """Raw embeddings ``[K, D]`` of the largest face in each photo that has one.
+
+    An unreadable photo is skipped and listed in the report, or raises DataError when ``strict``.
+    """
     embeddings, report = [], PhotoReport(name, [], [])
     for photo in photos:
-        embedding = pipeline.largest_face(read_photo(photo))
+        try:
+            image = read_photo(photo)
+        except DataError as e:
+            if strict:
+                raise
+            report.unreadable.append((str(photo), str(e)))
+            continue
+        embedding = pipeline.largest_face(image)
         if embedding is None:
             report.no_face.append(str(photo))
         else:
@@ -93,10 +109,12 @@ def add_people(
     pipeline: FacePipeline,
     people: dict[str, list[Path]],
     progress: Callable[[str], None] | None = None,
+    strict: bool = False,
 ) -> list[PhotoReport]:
     """Add each person's photos (largest face per photo) to ``gallery``.
 
-    A person none of whose photos shows a face is not added (see the reports).
+    A person none of whose photos shows a face is not added (see the reports); unreadable photos
+    are skipped and reported, or fail the whole call when ``strict``.
     """
     gallery.check_embedder(pipeline.embedder)
     reports = []
@@ -105,7 +123,7 @@ def add_people(
             progress(name)
         if not photos:
             raise FacescaleError(f"no photos given for {name!r}")
-        embeddings, report = embed_person(pipeline, name, photos)
+        embeddings, report = embed_person(pipeline, name, photos, strict)
         if len(embeddings):
             gallery.add(name, embeddings)
         reports.append(report)
@@ -136,11 +154,18 @@ def build_gallery(
     threshold: float,
     source: str = "",
     progress: Callable[[str], None] | None = None,
+    strict: bool = False,
+    threshold_source: str = "",
+    index: str = "auto",
 ) -> tuple[Gallery, list[PhotoReport]]:
-    """A gallery of every person in ``people_dir`` (see :func:`people_in_folder`)."""
+    """A gallery of every person in ``people_dir`` (see :func:`people_in_folder`).
+
+    ``strict``: an unreadable photo fails the build instead of being skipped and reported.
+    ``index``: ``auto`` | ``flat`` | ``ivf`` (see ``Gallery.index_choice``).
+    """
     people = people_in_folder(people_dir)
-    gallery = Gallery.for_embedder(pipeline.embedder, threshold, source)
-    reports = add_people(gallery, pipeline, people, progress)
+    gallery = Gallery.for_embedder(pipeline.embedder, threshold, source, threshold_source, index)
+    reports = add_people(gallery, pipeline, people, progress, strict)
     if len(gallery) == 0:
         raise FacescaleError(f"no face was found in any photo under {people_dir}; the gallery would be empty")
     return gallery, reports

@@ -135,7 +135,11 @@ EXPORTERS = ("torchscript", "dynamo")
 
 
 def to_onnx_bytes(
-    module: torch.nn.Module, spec: dict[str, Any], opset: int = DEFAULT_OPSET, exporter: str = "torchscript"
+    module: torch.nn.Module,
+    spec: dict[str, Any],
+    opset: int = DEFAULT_OPSET,
+    exporter: str = "torchscript",
+    extra_metadata: dict[str, str] | None = None,
 ) -> bytes:
     """Serialised ONNX model of ``module`` (an :func:`inference_copy`) with a dynamic batch axis.
 
@@ -158,6 +162,7 @@ def to_onnx_bytes(
         "facescale.input_convention": INPUT_CONVENTION,
         "facescale.backbone": json.dumps(spec, sort_keys=True),
         ONNX_FINGERPRINT_KEY: state_dict_fingerprint(module.state_dict()),
+        **(extra_metadata or {}),
     }
     del model.metadata_props[:]
     for key, value in metadata.items():
@@ -204,14 +209,16 @@ def export_onnx(
     batch_sizes: tuple[int, ...] = (1, 3),
     tolerance: float = 1e-3,
     exporter: str = "torchscript",
+    extra_metadata: dict[str, str] | None = None,
 ) -> ParityCheck:
     """Export ``module`` to ``out`` and verify it; ``out`` is written only when the check passes.
 
-    ``spec``: ``{"name": ..., "kwargs": {...}}`` of the backbone. Raises FacescaleError (naming
+    ``spec``: ``{"name": ..., "kwargs": {...}}`` of the backbone; ``extra_metadata`` goes into the
+    model's ``metadata_props`` (e.g. the verification thresholds). Raises FacescaleError (naming
     the worst difference) when onnxruntime and torch disagree beyond ``tolerance``.
     """
     module = inference_copy(module)
-    data = to_onnx_bytes(module, spec, opset, exporter)
+    data = to_onnx_bytes(module, spec, opset, exporter, extra_metadata)
     check = check_parity(module, data, batch_sizes, tolerance)
     if not check.passed:
         raise FacescaleError(f"{out}: not written, {check.describe()}")

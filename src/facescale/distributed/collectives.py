@@ -32,7 +32,9 @@ class _AllGatherWithGrad(torch.autograd.Function):
         grad = grad.contiguous()
         if dist_ctx.backend == "nccl":
             out = grad.new_empty((rows, *grad.shape[1:]))
-            dist.reduce_scatter_tensor(out, grad, op=dist.ReduceOp.SUM)
+            # torch 2.13 renamed reduce_scatter_tensor
+            scatter = getattr(dist, "reduce_scatter_single", None) or dist.reduce_scatter_tensor
+            scatter(out, grad, op=dist.ReduceOp.SUM)
             return out, None
         # gloo has no reduce-scatter: sum everything, keep our slice (B x D, small).
         total = dist_ctx.all_reduce_sum(grad.clone())
@@ -59,41 +61,54 @@ class _ShardedSoftmaxCrossEntropy(torch.autograd.Function):
     """
 
     @staticmethod
-    def forward(ctx: Any, logits: torch.Tensor, labels: torch.Tensor, dist_ctx: DistContext) -> torch.Tensor:  # type: ignore[override]
+    def forward(  # type: ignore[override]
+        ctx: Any, logits: torch.Tensor, labels: torch.Tensor, dist_ctx: DistContext, inplace: bool
+    ) -> torch.Tensor:
         batch = logits.shape[0]
+        # Fixed shapes, no host sync: each row gathers one column, rows owned elsewhere count 0.
+        owned = labels >= 0
+        cols = labels.clamp(min=0).unsqueeze(1)
         if logits.shape[1] > 0:
+            target = logits.detach().gather(1, cols).squeeze(1)
+            target_sum = torch.where(owned, target, 0.0).sum().reshape(1)
             row_max = logits.detach().amax(dim=1)
         else:  # a rank that sampled no class contributes nothing to max or sum
+            target_sum = logits.new_zeros(1)
             row_max = logits.new_full((batch,), float("-inf"))
         dist_ctx.all_reduce_max(row_max)
-        probs = torch.exp(logits.detach() - row_max[:, None])
+        if inplace:  # the softmax overwrites the logits: no second [B, k] buffer
+            probs = logits.detach().sub_(row_max[:, None]).exp_()
+        else:
+            probs = torch.exp(logits.detach() - row_max[:, None])
         sum_exp = probs.sum(dim=1)
         dist_ctx.all_reduce_sum(sum_exp)
         probs.div_(sum_exp[:, None])
-
-        owned = torch.nonzero(labels >= 0).squeeze(1)
-        target_sum = logits.detach()[owned, labels[owned]].sum().reshape(1)
         dist_ctx.all_reduce_sum(target_sum)
         loss = (torch.log(sum_exp) + row_max).sum() - target_sum[0]
 
-        ctx.save_for_backward(probs, owned, labels)
+        ctx.save_for_backward(probs, owned, cols)
         ctx.batch = batch
         return loss / batch
 
     @staticmethod
-    def backward(ctx: Any, grad_loss: torch.Tensor) -> tuple[torch.Tensor, None, None]:  # type: ignore[override]
-        probs, owned, labels = ctx.saved_tensors
+    def backward(ctx: Any, grad_loss: torch.Tensor) -> tuple[torch.Tensor, None, None, None]:  # type: ignore[override]
+        probs, owned, cols = ctx.saved_tensors
         grad = probs  # softmax - one_hot, reusing the saved buffer (backward runs once)
-        grad[owned, labels[owned]] -= 1.0
+        if grad.shape[1] > 0:
+            grad.scatter_add_(1, cols, owned.to(grad.dtype).neg_().unsqueeze(1))
         grad.mul_(grad_loss / ctx.batch)
-        return grad, None, None
+        return grad, None, None, None
 
 
-def sharded_cross_entropy(logits: torch.Tensor, labels: torch.Tensor, ctx: DistContext) -> torch.Tensor:
+def sharded_cross_entropy(
+    logits: torch.Tensor, labels: torch.Tensor, ctx: DistContext, inplace: bool = False
+) -> torch.Tensor:
     """Mean softmax cross-entropy over the global batch, same value on every rank.
 
     logits: [B, k] this rank's columns (B = global batch, k = classes held here, may be 0);
     labels: int64 [B], the column of the target on this rank or -1 when another rank owns it.
-    Every sample's target must be owned by exactly one rank.
+    Every sample's target must be owned by exactly one rank. inplace: the softmax (then the
+    gradient) is computed in the logits' own buffer, whose values are lost; only for logits that
+    nothing else reads (and whose producer's backward does not need them).
     """
-    return _ShardedSoftmaxCrossEntropy.apply(logits, labels, ctx)
+    return _ShardedSoftmaxCrossEntropy.apply(logits, labels, ctx, inplace)

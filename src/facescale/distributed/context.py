@@ -91,9 +91,11 @@ class DistContext:
         """
         if not self.is_distributed:
             return tensor
-        parts = [torch.empty_like(tensor) for _ in range(self.world_size)]
-        dist.all_gather(parts, tensor.contiguous())
-        return torch.cat(parts)
+        # One output buffer, no concatenation afterwards (NCCL's native all-gather).
+        out = tensor.new_empty((self.world_size * tensor.shape[0], *tensor.shape[1:]))
+        gather = getattr(dist, "all_gather_single", None) or dist.all_gather_into_tensor  # torch >= 2.13 name
+        gather(out, tensor.contiguous())
+        return out
 
     def all_gather_object(self, obj: Any) -> list[Any]:
         """One picklable object from every rank, in rank order."""

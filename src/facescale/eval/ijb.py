@@ -3,7 +3,9 @@
 For each face: align the loose crop with its 5 landmarks, embed it and its mirror. Image feature
 = f(x) + f(flip(x)) with its norm kept, times the faceness score; template = sum over its media
 of the mean of that media's image features, L2-normalised; score = dot product; TAR at FAR
-1e-6 .. 1e-1 read off the ROC (see ``metrics``). The ablations users know from insightface's
+1e-6 .. 1e-1 read off the ROC by eval_ijbc.py's rule (the point whose FAR is nearest the target,
+the figure papers quote), with the conservative rule (FAR <= target) beside it, and "n/a" where
+a FAR is below 1 / #impostor pairs (see ``metrics``). The ablations users know from insightface's
 ``ijb_11.py`` are modes, labelled the same way: F1/F0 flip on/off, N1/N0 norm kept/removed,
 D1/D0 detector (faceness) score used or not. Features are extracted once for all modes.
 """
@@ -55,12 +57,17 @@ ALL_MODES: tuple[IjbMode, ...] = tuple(
 
 @dataclass
 class IjbVerificationResult:
-    """1:1 figures for one mode; ``tar_at_far`` maps each FAR to a TAR in [0, 1]."""
+    """1:1 figures for one mode.
+
+    ``tar_at_far``: FAR -> TAR in [0, 1] by the papers' (nearest-point) rule; ``tar_at_far_conservative``:
+    by the FAR <= target rule. Both None at a FAR below 1 / ``num_impostor``.
+    """
 
     target: str
     mode: str
     description: str
-    tar_at_far: dict[float, float]
+    tar_at_far: dict[float, float | None]
+    tar_at_far_conservative: dict[float, float | None]
     roc_auc: float
     eer: float
     num_pairs: int
@@ -74,6 +81,9 @@ class IjbVerificationResult:
             "mode": self.mode,
             "description": self.description,
             "tar_at_far": {f"{k:g}": v for k, v in self.tar_at_far.items()},
+            "tar_at_far_conservative": {f"{k:g}": v for k, v in self.tar_at_far_conservative.items()},
+            "tar_rule": "nearest (eval_ijbc.py); conservative: FAR <= target",
+            "num_impostor": self.num_pairs - self.num_genuine,
             "roc_auc": self.roc_auc,
             "eer": self.eer,
             "num_pairs": self.num_pairs,
@@ -110,8 +120,9 @@ def verify_pairs(
     threads: int | None = None,
     fars: Sequence[float] = STANDARD_FARS,
     rows: tuple[np.ndarray, np.ndarray] | None = None,
-) -> tuple[np.ndarray, RocCurve, dict[float, float]]:
-    """``(scores [P], ROC, {far: TAR})`` of the template pairs ``(t1, t2, is_genuine)``.
+) -> tuple[np.ndarray, RocCurve, dict[float, float | None]]:
+    """``(scores [P], ROC, {far: TAR})`` of the template pairs ``(t1, t2, is_genuine)``; TAR by the
+    papers' nearest-point rule, None where unmeasurable (the conservative rule: ``curve.tar_at_far``).
 
     ``rows``: the pairs' row indices into ``template_ids`` when already known (they depend only on
     the template ids, not on the features, so an ablation over modes looks them up once).
@@ -122,7 +133,7 @@ def verify_pairs(
     rows1, rows2 = rows
     scores = score_pairs(template_features, rows1, rows2, threads=threads)
     curve = roc_curve(scores, genuine)
-    return scores, curve, {float(f): curve.tar_at_far(f) for f in fars}
+    return scores, curve, {float(f): curve.tar_at_far_both(f)[0] for f in fars}
 
 
 def evaluate_modes(
@@ -152,6 +163,7 @@ def evaluate_modes(
                 mode=mode.label,
                 description=mode.description,
                 tar_at_far=tars,
+                tar_at_far_conservative={f: curve.tar_at_far_both(f)[1] for f in tars},
                 roc_auc=curve.auc(),
                 eer=curve.eer(),
                 num_pairs=len(pairs[0]),

@@ -4,16 +4,25 @@ Convention: a higher score means "more likely the same person", and a pair is ac
 score is at or above the threshold. A ROC point is kept for every distinct score, so
 ``fpr[i]`` and ``tpr[i]`` are exactly the rates of accepting ``score >= thresholds[i]``.
 
-TAR at FAR ``f`` is the best TAR over thresholds whose FAR is at most ``f``: with the impostor
-scores sorted in decreasing order and ``k = floor(f * n_impostors)``, the threshold sits just
-above the (k+1)-th largest impostor score. (insightface's IJB script reads the ROC point whose
-FPR is *nearest* to ``f``, which can overshoot ``f``; ours never does.)
+TAR at FAR ``f``, two rules, both reported:
+
+* **nearest** (the headline; the papers' rule): insightface's ``eval_ijbc.py``, which every published
+  IJB table uses, takes sklearn's ``roc_curve`` (intermediate collinear points dropped), and reads
+  the TPR of the point whose FPR is nearest to ``f``, the largest TPR among ties. Its FPR may be
+  above ``f``.
+* **conservative**: the best TAR over thresholds whose FAR is at most ``f``: with the impostor
+  scores sorted in decreasing order and ``k = floor(f * n_impostors)``, the threshold sits just
+  above the (k+1)-th largest impostor score. It never overshoots ``f``, so it is <= the nearest
+  rule's figure wherever that point's FAR is above ``f``.
+
+A FAR below ``1 / n_impostors`` cannot be measured (one false accept is already more); both rules
+give None there, and reports print "n/a (N impostor pairs)".
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -32,11 +41,50 @@ class RocCurve:
     thresholds: np.ndarray
     num_genuine: int
     num_impostor: int
+    _corners: tuple[np.ndarray, np.ndarray] | None = field(
+        default=None, init=False, repr=False, compare=False
+    )
 
     def tar_at_far(self, far: float) -> float:
-        """The highest TAR whose FAR does not exceed ``far`` (0 when no threshold qualifies)."""
+        """Conservative rule: the highest TAR whose FAR does not exceed ``far`` (0 when none does)."""
         index = int(np.searchsorted(self.fpr, far, side="right")) - 1
         return float(self.tpr[index]) if index >= 0 else 0.0
+
+    def measurable(self, far: float) -> bool:
+        """Whether ``far`` is at least one impostor pair's worth (1 / num_impostor)."""
+        return far * self.num_impostor >= 1.0
+
+    def tar_at_far_nearest(self, far: float) -> float:
+        """eval_ijbc.py's rule: the TPR of the ROC corner whose FPR is nearest ``far`` (the highest
+        TPR among equally near points), on the curve sklearn's ``roc_curve`` returns."""
+        fpr, tpr = self.corners()
+        distance = np.abs(fpr - far)
+        # eval_ijbc.py flips the curve and takes min((distance, index)): of equal distances the
+        # one latest on the unflipped curve, i.e. the highest TPR
+        nearest = np.flatnonzero(distance == distance.min())[-1]
+        return float(tpr[nearest])
+
+    def corners(self) -> tuple[np.ndarray, np.ndarray]:
+        """``(fpr, tpr)`` as sklearn's ``roc_curve(drop_intermediate=True)`` gives them: the first
+        and last point, and every point where the curve's counts bend (a non-zero second
+        difference of the false or true accept counts), after the (0, 0) start. Computed once."""
+        if self._corners is not None:
+            return self._corners
+        fp = np.rint(self.fpr[1:] * self.num_impostor)
+        tp = np.rint(self.tpr[1:] * self.num_genuine)
+        if len(fp) > 2:
+            keep = np.flatnonzero(np.r_[True, (np.diff(fp, 2) != 0) | (np.diff(tp, 2) != 0), True]) + 1
+            index = np.concatenate([[0], keep])
+        else:
+            index = np.arange(len(self.fpr))
+        self._corners = (self.fpr[index], self.tpr[index])
+        return self._corners
+
+    def tar_at_far_both(self, far: float) -> tuple[float | None, float | None]:
+        """``(nearest, conservative)`` TAR at ``far``; ``(None, None)`` when ``far`` is not measurable."""
+        if not self.measurable(far):
+            return None, None
+        return self.tar_at_far_nearest(far), self.tar_at_far(far)
 
     def auc(self) -> float:
         """Area under the ROC (trapezoids; ties count half, like the Mann-Whitney statistic)."""
@@ -107,12 +155,21 @@ def roc_curve(scores: np.ndarray, is_genuine: np.ndarray) -> RocCurve:
     )
 
 
+TAR_RULES = ("nearest", "conservative")
+
+
 def tar_at_fars(
-    scores: np.ndarray, is_genuine: np.ndarray, fars: Sequence[float] = STANDARD_FARS
-) -> dict[float, float]:
-    """``{far: TAR}`` for each FAR in ``fars`` (see the module docstring for the definition)."""
+    scores: np.ndarray,
+    is_genuine: np.ndarray,
+    fars: Sequence[float] = STANDARD_FARS,
+    rule: str = "nearest",
+) -> dict[float, float | None]:
+    """``{far: TAR}`` for each FAR in ``fars`` by ``rule`` (nearest | conservative; see the module
+    docstring); None where the FAR is below 1 / #impostor pairs."""
+    if rule not in TAR_RULES:
+        raise ValueError(f"TAR rule {rule!r} is not one of {', '.join(TAR_RULES)}")
     curve = roc_curve(scores, is_genuine)
-    return {float(f): curve.tar_at_far(f) for f in fars}
+    return {float(f): curve.tar_at_far_both(f)[TAR_RULES.index(rule)] for f in fars}
 
 
 def accuracy_per_threshold(distances: np.ndarray, is_same: np.ndarray, thresholds: np.ndarray) -> np.ndarray:

@@ -30,7 +30,7 @@ class ModelReport:
     embedding_size: int
     verification: dict[str, VerificationResult] = field(default_factory=dict)
     ijb: list[IjbEvaluation] = field(default_factory=list)
-    roc_plots: dict[str, str] = field(default_factory=dict)  # IJB target -> PNG file name
+    roc_plots: dict[str, str] = field(default_factory=dict)  # IJB target or "verification" -> PNG name
     seconds: float = 0.0
 
     def to_dict(self) -> dict[str, Any]:
@@ -68,10 +68,24 @@ def _num(value: float | None, fmt: str = ".2f") -> str:
     return format(value, fmt)
 
 
+TAR_RULE_NOTE = (
+    "TAR at FAR: the ROC point whose FAR is nearest the target, the rule of insightface's "
+    "eval_ijbc.py and of published tables; in brackets the conservative figure, the best TAR "
+    "whose FAR is at most the target. A FAR below 1 / #impostor pairs cannot be measured: n/a."
+)
+
+
+def _tar(nearest: float | None, conservative: float | None, num_impostor: int | None) -> str:
+    """``"96.37 (95.80)"``: the papers' figure, the conservative one in brackets; n/a when unmeasurable."""
+    if nearest is None or conservative is None:
+        return f"n/a ({num_impostor:,} impostor pairs)" if num_impostor is not None else "n/a"
+    return f"{_pct(nearest)} ({_pct(conservative)})"
+
+
 def _verification_table(models: list[dict]) -> list[str]:
     rows = [
         "| model | set | pairs | accuracy % (mean ± std) | highest % | threshold | XNorm "
-        "| TAR@FAR=1e-3 % | AUC % | EER % |",
+        "| TAR@FAR=1e-3 % (FAR<=1e-3) | AUC % | EER % |",
         "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for m in models:
@@ -79,7 +93,8 @@ def _verification_table(models: list[dict]) -> list[str]:
             rows.append(
                 f"| {m['name']} | {name}{'' if r['flip'] else ' (no flip)'} | {r['num_pairs']} "
                 f"| {_pct(r['accuracy_mean'])} ± {_pct(r['accuracy_std'])} | {_pct(r['accuracy_highest'])} "
-                f"| {_num(r['best_threshold'])} | {_num(r['xnorm'], '.4g')} | {_pct(r['tar_at_far_1e3'])} "
+                f"| {_num(r['best_threshold'])} | {_num(r['xnorm'], '.4g')} "
+                f"| {_tar(r['tar_at_far_1e3'], r.get('tar_at_far_1e3_conservative'), r.get('num_impostor'))} "
                 f"| {_pct(r['roc_auc'])} | {_pct(r['eer'])} |"
             )
     return rows
@@ -88,7 +103,7 @@ def _verification_table(models: list[dict]) -> list[str]:
 def _ijb_tables(models: list[dict]) -> list[str]:
     fars = [f"{f:g}" for f in STANDARD_FARS]
     lines = [
-        "### 1:1 verification, TAR (%) at FAR",
+        "### 1:1 verification, TAR (%) at FAR (in brackets: FAR <= target)",
         "",
         "| model | set | mode | " + " | ".join(fars) + " | AUC % |",
         "|---|---|---|" + "---:|" * (len(fars) + 1),
@@ -96,7 +111,10 @@ def _ijb_tables(models: list[dict]) -> list[str]:
     for m in models:
         for e in m["ijb"]:
             for r in e["verification"]:
-                tars = " | ".join(_pct(r["tar_at_far"].get(f)) for f in fars)
+                conservative = r.get("tar_at_far_conservative", {})
+                tars = " | ".join(
+                    _tar(r["tar_at_far"].get(f), conservative.get(f), r.get("num_impostor")) for f in fars
+                )
                 mode = f"{r['mode']} ({r['description']})"
                 lines.append(f"| {m['name']} | {e['target']} | {mode} | {tars} | {_pct(r['roc_auc'])} |")
     ident = [(m, e) for m in models for e in m["ijb"] if e["identification"]]
@@ -137,20 +155,22 @@ def render_markdown(report: dict[str, Any]) -> str:
             "## Verification sets",
             "",
             "10-fold accuracy with the threshold chosen on the other 9 folds; highest = best single "
-            "threshold on the whole set (squared L2 distance of unit embeddings).",
+            "threshold on the whole set (squared L2 distance of unit embeddings). " + TAR_RULE_NOTE,
             "",
             *_verification_table(models),
         ]
+        plots = sorted({p for m in models for k, p in m["roc_plots"].items() if k == "verification"})
+        lines += [""] + [f"![{p}]({p})" for p in plots]
     if any(m["ijb"] for m in models):
         lines += [
             "",
             "## IJB",
             "",
-            "Modes: F flip, N feature norm kept, D faceness-score weighting (1 on, 0 off).",
+            "Modes: F flip, N feature norm kept, D faceness-score weighting (1 on, 0 off). " + TAR_RULE_NOTE,
             "",
             *_ijb_tables(models),
         ]
-        plots = sorted({p for m in models for p in m["roc_plots"].values()})
+        plots = sorted({p for m in models for k, p in m["roc_plots"].items() if k != "verification"})
         lines += [""] + [f"![{p}]({p})" for p in plots]
     return "\n".join(lines) + "\n"
 

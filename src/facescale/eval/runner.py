@@ -14,11 +14,12 @@ from pathlib import Path
 from typing import Any
 
 from facescale.errors import FacescaleError
-from facescale.eval.ijb import IjbMode, evaluate_ijb
+from facescale.eval.ijb import IjbMode, IjbVerificationResult, evaluate_ijb
 from facescale.eval.ijb_layout import find_layout
 from facescale.eval.plots import plot_roc
 from facescale.eval.report import ModelReport, build_report, write_report
 from facescale.eval.sets import load_set, resolve_set
+from facescale.eval.thresholds import thresholds_from_results, write_thresholds
 from facescale.eval.verification import EmbedFn, evaluate_verification, format_result
 
 ProgressFactory = Callable[[int, str], Callable[[int], object]]
@@ -53,8 +54,8 @@ class OpenedModel:
 
 
 def open_model(source: str, backbone: str | None, device: str, batch_size: int) -> OpenedModel:
-    """Any model ``facescale.deploy.embedder.open_embedder`` accepts."""
-    from facescale.deploy.embedder import open_embedder
+    """Any model ``facescale.deploy.embedder_factory.open_embedder`` accepts."""
+    from facescale.deploy.embedder_factory import open_embedder
 
     embedder = open_embedder(source, backbone=backbone, device=device, batch_size=batch_size)
     return OpenedModel(embedder.name, int(embedder.embedding_size), embedder.embed, source)
@@ -114,6 +115,10 @@ def run_evaluation(
             report.seconds += time.perf_counter() - start
             log(format_result(s.name if len(models) == 1 else f"{s.name} {model.name}", result))
         del s
+    for report in reports:  # measured operating points, for `facescale gallery build`
+        written = write_thresholds(report.source, thresholds_from_results(report.verification))
+        if written is not None:
+            log(f"wrote the cosine thresholds at FAR 1e-3 / 1e-4 into {written}")
     for model, report in zip(models, reports):
         if layout is None:
             break
@@ -130,9 +135,10 @@ def run_evaluation(
         report.ijb.append(evaluation)
         report.seconds += time.perf_counter() - start
         for r in evaluation.verification:
-            tars = " ".join(f"{k:g}:{v * 100:.2f}" for k, v in r.tar_at_far.items())
-            log(f"[{r.target} {r.mode}] {model.name} TAR% at FAR {tars} AUC {r.roc_auc * 100:.2f}")
+            log(f"[{r.target} {r.mode}] {model.name} {format_tars(r)} AUC {r.roc_auc * 100:.2f}")
     _unique_names(reports)
+    if bin_paths:
+        _plot_verification(reports, request.out)
     if layout is not None:
         _plot_ijb(reports, layout.target, request.out)
     document = build_report(
@@ -148,6 +154,33 @@ def run_evaluation(
     json_path, md_path = write_report(request.out, document)
     log(f"wrote {json_path} and {md_path}")
     return document
+
+
+def format_tars(r: IjbVerificationResult) -> str:
+    """``TAR% at FAR 1e-06:n/a (550 impostor pairs) 1e-05:65.60 (<=: 46.70) ...`` for the log."""
+    parts = []
+    for far, tar in r.tar_at_far.items():
+        conservative = r.tar_at_far_conservative.get(far)
+        if tar is None or conservative is None:
+            parts.append(f"{far:g}:n/a ({r.num_pairs - r.num_genuine} impostor pairs)")
+        else:
+            parts.append(f"{far:g}:{tar * 100:.2f} (<=: {conservative * 100:.2f})")
+    return "TAR% at FAR (nearest point; FAR <= target) " + " ".join(parts)
+
+
+def _plot_verification(reports: list[ModelReport], out: Path) -> None:
+    """One ROC PNG for the verification sets, a curve per model and set."""
+    curves = {}
+    for report in reports:
+        for name, result in report.verification.items():
+            if result.curve is not None:
+                curves[name if len(reports) == 1 else f"{report.name} {name}"] = result.curve
+    if not curves:
+        return
+    file_name = "roc_verification.png"
+    plot_roc(curves, out / file_name, title="ROC on the verification sets", legend_far=1e-3)
+    for report in reports:
+        report.roc_plots["verification"] = file_name
 
 
 def _plot_ijb(reports: list[ModelReport], target: str, out: Path) -> None:

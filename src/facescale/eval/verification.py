@@ -17,11 +17,12 @@ and from the ROC of ``-distance``: TAR at FAR = 1e-3, ROC AUC and EER.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 
 import numpy as np
 
-from facescale.eval.metrics import accuracy_per_threshold, roc_curve
+from facescale.eval.metrics import RocCurve, accuracy_per_threshold, roc_curve
+from facescale.models.embeddings import l2_normalize
 
 NUM_FOLDS = 10
 THRESHOLDS = np.arange(0, 4, 0.01)
@@ -38,16 +39,22 @@ class VerificationResult:
     accuracy_highest: float  # best single-threshold accuracy over the whole set
     best_threshold: float  # the squared-distance threshold that gives accuracy_highest
     xnorm: float
-    tar_at_far_1e3: float
+    # TAR at FAR 1e-3 by the papers' rule (the ROC point whose FAR is nearest 1e-3, as
+    # insightface's eval_ijbc.py), and by the conservative one (FAR <= 1e-3); None when the set
+    # has fewer than 1,000 impostor pairs (1e-3 cannot be measured)
+    tar_at_far_1e3: float | None
     roc_auc: float
     eer: float
     flip: bool = True
     num_pairs: int = 0
     fold_accuracies: list[float] = field(default_factory=list)
     fold_thresholds: list[float] = field(default_factory=list)
+    tar_at_far_1e3_conservative: float | None = None
+    num_impostor: int = 0
+    curve: RocCurve | None = field(default=None, repr=False, compare=False)  # for the ROC plot
 
     def to_dict(self) -> dict:
-        return asdict(self)
+        return {k: v for k, v in asdict(replace(self, curve=None)).items() if k != "curve"}
 
 
 def fold_bounds(num_pairs: int, num_folds: int = NUM_FOLDS) -> list[tuple[int, int]]:
@@ -84,13 +91,6 @@ def extract_embeddings(
 def flip_images(images: np.ndarray) -> np.ndarray:
     """Left-right mirror of ``[n, H, W, 3]`` images (a contiguous copy)."""
     return np.ascontiguousarray(images[:, :, ::-1])
-
-
-def l2_normalize(x: np.ndarray, eps: float = 1e-12, dtype: type | None = None) -> np.ndarray:
-    """Rows of ``x`` ``[n, D]`` scaled to unit L2 norm (zero rows stay zero), cast to ``dtype`` first."""
-    x = np.asarray(x, dtype=dtype)
-    norms = np.linalg.norm(x, axis=1, keepdims=True)
-    return x / np.maximum(norms, eps)
 
 
 def protocol_embeddings(
@@ -138,19 +138,23 @@ def verify_distances(
     all_acc = accuracy_per_threshold(distances, issame, THRESHOLDS)
     best = int(np.argmax(all_acc))
     curve = roc_curve(-distances, issame)
+    tar_nearest, tar_conservative = curve.tar_at_far_both(1e-3)
     return VerificationResult(
         accuracy_mean=float(np.mean(fold_accuracies)),
         accuracy_std=float(np.std(fold_accuracies)),
         accuracy_highest=float(all_acc[best]),
         best_threshold=float(THRESHOLDS[best]),
         xnorm=xnorm,
-        tar_at_far_1e3=curve.tar_at_far(1e-3),
+        tar_at_far_1e3=tar_nearest,
         roc_auc=curve.auc(),
         eer=curve.eer(),
         flip=flip,
         num_pairs=len(distances),
         fold_accuracies=fold_accuracies,
         fold_thresholds=fold_thresholds,
+        tar_at_far_1e3_conservative=tar_conservative,
+        num_impostor=curve.num_impostor,
+        curve=curve,
     )
 
 
@@ -182,8 +186,12 @@ def format_result(name: str, result: VerificationResult) -> str:
     """One log line in insightface's wording, e.g.
     ``[lfw] XNorm: 21.53 Accuracy-Flip: 0.99450+-0.00350 Accuracy-Highest: 0.99500 ...``."""
     label = "Accuracy-Flip" if result.flip else "Accuracy"
+    if result.tar_at_far_1e3 is None or result.tar_at_far_1e3_conservative is None:
+        tar = f"n/a ({result.num_impostor} impostor pairs)"
+    else:
+        tar = f"{result.tar_at_far_1e3:.5f} (FAR<=1e-3: {result.tar_at_far_1e3_conservative:.5f})"
     return (
         f"[{name}] XNorm: {result.xnorm:.5f} {label}: {result.accuracy_mean:.5f}+-{result.accuracy_std:.5f} "
         f"Accuracy-Highest: {result.accuracy_highest:.5f} Threshold: {result.best_threshold:.2f} "
-        f"TAR@FAR=1e-3: {result.tar_at_far_1e3:.5f} AUC: {result.roc_auc:.5f} EER: {result.eer:.5f}"
+        f"TAR@FAR=1e-3: {tar} AUC: {result.roc_auc:.5f} EER: {result.eer:.5f}"
     )

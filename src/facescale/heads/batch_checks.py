@@ -16,24 +16,36 @@ from facescale.errors import FacescaleError
 def check_batch_shapes(
     ctx: DistContext, embeddings: torch.Tensor, labels: torch.Tensor, embedding_size: int
 ) -> int:
-    """Exchange (batch, dim, number of labels) with all ranks; raise on every rank if any is off.
+    """Exchange (batch, dim, number and shape of labels) with all ranks; raise on every rank if any is off.
 
-    Returns the per-rank batch size b (equal on all ranks once this returns).
+    embeddings: [b, D]; labels: [b], or [b, 1] as arcface_torch passes them (read as [b]); any other
+    shape is refused naming it. Returns the per-rank batch size b (equal on all ranks once this returns).
     """
     batch = embeddings.shape[0] if embeddings.dim() >= 1 else -1
     dim = embeddings.shape[1] if embeddings.dim() == 2 else -1
-    mine = torch.tensor([batch, dim, labels.numel()], dtype=torch.int64, device=ctx.device)
-    rows = ctx.all_gather(mine).view(ctx.world_size, 3).tolist()
+    # labels' shape as two numbers: its rank and its second size (1 where it has none)
+    label_shape = [labels.dim(), labels.shape[1] if labels.dim() >= 2 else 1]
+    # One process: the facts are host integers already (a device tensor would cost a sync).
+    device = ctx.device if ctx.is_distributed else torch.device("cpu")
+    mine = torch.tensor([batch, dim, labels.numel(), *label_shape], dtype=torch.int64, device=device)
+    rows = ctx.all_gather(mine).view(ctx.world_size, 5).tolist()
     problems = [
         f"rank {r} passed embeddings of shape [{b}, {d}] (expected [batch, {embedding_size}])"
-        for r, (b, d, _) in enumerate(rows)
+        for r, (b, d, *_) in enumerate(rows)
         if d != embedding_size
     ]
     problems += [
-        f"rank {r} passed {n} labels for {b} embeddings" for r, (b, _, n) in enumerate(rows) if n != b
+        f"rank {r} passed labels with {ndim} dimensions"
+        + (f", {second} per sample" if ndim >= 2 else "")
+        + " (expected [batch] class indices, or arcface_torch's [batch, 1])"
+        for r, (b, _, _, ndim, second) in enumerate(rows)
+        if not (ndim == 1 or (ndim == 2 and second == 1))
     ]
-    if len({b for b, _, _ in rows}) > 1:
-        sizes = ", ".join(f"rank {r}: {b}" for r, (b, _, _) in enumerate(rows))
+    problems += [
+        f"rank {r} passed {n} labels for {b} embeddings" for r, (b, _, n, *_) in enumerate(rows) if n != b
+    ]
+    if len({row[0] for row in rows}) > 1:
+        sizes = ", ".join(f"rank {r}: {row[0]}" for r, row in enumerate(rows))
         problems.append(f"the processes disagree on the batch size ({sizes})")
     if problems:
         raise FacescaleError("Partial FC: " + "; ".join(problems))

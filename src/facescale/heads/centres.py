@@ -2,7 +2,8 @@
 
 Centres are drawn normal(0, 0.01) (arcface_torch's init) in blocks of INIT_BLOCK classes, each block
 from its own seeded generator, so class c gets the same row whether 1 or 64 processes hold it: a
-run can be compared or resumed across world sizes, and a test can rebuild the full matrix.
+run can be compared or resumed across world sizes, and a test can rebuild the full matrix. The
+draws are made on the CPU for any device, so a seed gives the same centres on CPU, CUDA and offload.
 """
 
 from __future__ import annotations
@@ -45,10 +46,12 @@ def init_centres(
     gen_dtype = torch.float64 if dtype == torch.float64 else torch.float32
     first_block, last_block = classes.start // INIT_BLOCK, (classes.stop - 1) // INIT_BLOCK
     for block in range(first_block, last_block + 1):
-        generator = torch.Generator(device=device).manual_seed(mixed_seed(seed, 1, block))
-        values = torch.randn((INIT_BLOCK, dim), generator=generator, dtype=gen_dtype, device=device)
+        # Drawn on the CPU whatever the device: CPU and CUDA generators give different streams, and
+        # the same seed must give the same centres on a CPU, a GPU or an offloaded head.
+        generator = torch.Generator().manual_seed(mixed_seed(seed, 1, block))
+        values = torch.randn((INIT_BLOCK, dim), generator=generator, dtype=gen_dtype)
         lo = max(classes.start, block * INIT_BLOCK)
         hi = min(classes.stop, (block + 1) * INIT_BLOCK)
         rows = values[lo - block * INIT_BLOCK : hi - block * INIT_BLOCK].mul_(INIT_STD)
-        out[lo - classes.start : hi - classes.start] = rows.to(dtype)
+        out[lo - classes.start : hi - classes.start] = rows.to(dtype).to(device)
     return out

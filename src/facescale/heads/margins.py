@@ -31,8 +31,8 @@ from dataclasses import dataclass
 
 import torch
 
-from facescale.config import MarginConfig
-from facescale.errors import ConfigError
+from facescale.config import MarginConfig, margin_params
+from facescale.errors import ConfigError, FacescaleError
 from facescale.registry import Registry
 
 MarginFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
@@ -77,16 +77,27 @@ class CombinedMargin:
 
     def __call__(self, cosine: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         """cosine: [B, C] in [-1, 1]; labels: int64 [B], column of the target or -1 -> logits [B, C]."""
-        rows = torch.nonzero(labels >= 0).squeeze(1)
-        cols = labels[rows]
-        target_cos = cosine[rows, cols]
+        if labels.shape != cosine.shape[:1]:  # a shape check, no host sync
+            raise FacescaleError(
+                f"margin: labels of shape {list(labels.shape)} for cosines of shape {list(cosine.shape)}; "
+                f"expected labels [{cosine.shape[0]}] (flatten arcface_torch's [B, 1] with labels.view(-1))"
+            )
+        logits = cosine * self.s
+        if cosine.shape[1] == 0:
+            return logits
+        # Fixed shapes, no host sync: every row gathers one column (column 0 stands in for rows
+        # without a target, which get their own value back).
+        has_target = labels >= 0
+        cols = labels.clamp(min=0).unsqueeze(1)
+        target_cos = cosine.gather(1, cols).squeeze(1)
         target = self.target_logit(target_cos)
         if not self.exact_gradient:
             # arcface_torch: value of the margin, gradient of the plain cosine (minus the constant m3).
             target = target_cos + (target - target_cos).detach()
-        logits = cosine * self.s
-        logits[rows, cols] = target * self.s  # in place on a fresh tensor; mul's backward needs no output
-        return logits
+        value = torch.where(has_target, target, target_cos) * self.s
+        return logits.scatter_(
+            1, cols, value.unsqueeze(1)
+        )  # in place on a fresh tensor: mul's backward needs no output
 
 
 @MARGINS.register("arcface")
@@ -110,9 +121,16 @@ def combined(
 
 
 def build_margin(cfg: MarginConfig) -> CombinedMargin:
-    """The margin a config names. ``arcface`` and ``cosface`` use their standard margins (0.5, 0.4)
-    and ``cfg.s``; ``combined`` uses ``cfg.m1``, ``cfg.m2``, ``cfg.m3``."""
+    """The margin a config names, with the values it is given.
+
+    ``arcface`` takes ``cfg.m2`` (0.5 when unset), ``cosface`` takes ``cfg.m3`` (0.4 when unset),
+    ``combined`` all three; a value the named margin has no use for is a ConfigError naming the
+    key (``config.margin_params``). Every margin takes ``cfg.s`` and ``cfg.exact_gradient``.
+    """
     builder = MARGINS.get(cfg.name)
-    if cfg.name == "combined":
-        return builder(s=cfg.s, m1=cfg.m1, m2=cfg.m2, m3=cfg.m3, exact_gradient=cfg.exact_gradient)
-    return builder(s=cfg.s, exact_gradient=cfg.exact_gradient)
+    m1, m2, m3 = margin_params(cfg)
+    if cfg.name == "arcface":
+        return builder(s=cfg.s, m=m2, exact_gradient=cfg.exact_gradient)
+    if cfg.name == "cosface":
+        return builder(s=cfg.s, m=m3, exact_gradient=cfg.exact_gradient)
+    return builder(s=cfg.s, m1=m1, m2=m2, m3=m3, exact_gradient=cfg.exact_gradient)

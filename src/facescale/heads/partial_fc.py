@@ -8,14 +8,21 @@ Per step, on every rank (B = global batch, b = B / world_size, n = this rank's c
    negatives up to int(sample_rate * n); labels are remapped into those k rows;
 3. embeddings are all-gathered with a differentiable gather (each rank's slice of the gradient
    returns to it, summed over ranks);
-4. cosine [B, k] = normalize(embeddings) @ normalize(centres[index]).T in fp32 (fp64 when the
-   centres are fp64), margin on the target column, sharded softmax cross-entropy: the loss is
-   the mean over the global batch, the same on every rank;
-5. ``step(lr)`` after backward. Sparse mode (default): the k sampled rows were copied into a
-   small leaf tensor, so backward yields a [k, D] gradient and the update (SGD momentum + weight
-   decay, or AdamW) touches those rows only; other rows stay bit-identical. Dense mode is
+4. cosine [B, k] = normalize(embeddings) @ normalize(centres[index]).T with fp32 results (fp64
+   when the centres are fp64; GEMM inputs in ``head.matmul_dtype``), margin on the target
+   column, sharded softmax cross-entropy: the loss is the mean over the global batch, the same
+   on every rank;
+5. ``step(lr)`` after backward. Sparse mode (default): the rows are read from the store block by
+   block and never copied whole; the centres' gradient, the update (SGD momentum + weight decay,
+   or AdamW), the stochastic rounding and the write-back run per block inside ``step`` (see
+   ``fused_rows``), touching the sampled rows only; other rows stay bit-identical. Dense mode is
    arcface_torch's: the whole [n, D] shard is a parameter with a dense gradient and torch's
    optimizer decays and moves every row each step.
+
+Host syncs: none in a sparse step on one process at any practical sample rate, except reading
+one flag: the labels are checked on the device and the verdict is read at the next forward (or
+``check_inputs``, or a save), when it is long computed; a step with bad labels updates nothing.
+With several processes the batch shapes are exchanged each step (one more sync).
 
 Training-state bytes per class (D = 512): dense fp32 SGD 6144 (weight + grad + momentum);
 sparse fp32 SGD 4096; sparse bf16 weight + bf16 momentum 2048 (bf16 rows are written back with
@@ -31,18 +38,20 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from facescale.config import Config, OptimConfig
+from facescale.config import CHOICES, Config, OptimConfig
 from facescale.distributed.class_range import class_range
 from facescale.distributed.collectives import all_gather_with_grad, sharded_cross_entropy
 from facescale.distributed.context import DistContext
 from facescale.errors import ConfigError, FacescaleError
 from facescale.heads.batch_checks import check_batch_shapes, check_labels
 from facescale.heads.centres import dtype_name, init_centres, parse_dtype
+from facescale.heads.fused_rows import CosineGrad, SampledRows, centre_grad, sampled_cosine, update_rows
 from facescale.heads.margins import MarginFn, build_margin
+from facescale.heads.matmul import Matmul, resolve_matmul_dtype
 from facescale.heads.row_store import DeviceRowStore, HostRowStore
-from facescale.heads.sampling import ClassSample, mixed_seed, sample_classes, sampling_seed
+from facescale.heads.sampling import ClassSample, mixed_seed, num_sampled, sample_classes, sampling_seed
 from facescale.heads.shard_io import read_rows, remove_other_world_sizes, write_shard
-from facescale.heads.sparse_optim import build_sparse_optimizer, stochastic_round_bf16
+from facescale.heads.sparse_optim import RoundingNoise, build_sparse_optimizer
 from facescale.optim_factory import build_optimizer, set_lr
 
 
@@ -51,8 +60,10 @@ class _Pending:
     """What a forward pass leaves for ``step``: the sample and the leaf rows that got the gradient."""
 
     sample: ClassSample
-    rows: torch.Tensor | None  # sparse: [k, D] compute-dtype leaf; dense: None
-    state: dict[str, torch.Tensor] | None  # offload: optimizer-state rows prefetched during forward
+    valid: torch.Tensor  # 0-dim bool on the device: every label of the global batch is in range
+    rows: SampledRows | None  # sparse: where the sampled rows are read from; dense: None
+    kept: CosineGrad | None  # sparse: what backward leaves for the update
+    offloaded: bool  # the optimizer-state rows are being prefetched from host memory
 
 
 class PartialFC:
@@ -63,7 +74,7 @@ class PartialFC:
     sample_rate: in [0, 1]; update: "sparse" | "dense"; weight_dtype / momentum_dtype: "float32",
     "bfloat16", "float16" (or "float64"); offload: keep centres and state in host memory;
     optim: name (sgd | adamw), momentum, betas, weight_decay (lr comes with each ``step``);
-    seed: initialisation and sampling.
+    seed: initialisation and sampling; matmul_dtype: the GEMMs' input dtype (see heads.matmul).
     """
 
     def __init__(
@@ -79,12 +90,13 @@ class PartialFC:
         offload: bool = False,
         optim: OptimConfig | None = None,
         seed: int = 0,
+        matmul_dtype: str = "auto",
     ) -> None:
         optim = optim or OptimConfig()
         self.weight_dtype = parse_dtype(weight_dtype, "head.weight_dtype")
         self.momentum_dtype = parse_dtype(momentum_dtype, "head.momentum_dtype")
-        if update not in ("sparse", "dense"):
-            raise ConfigError(f"head.update: {update!r} is not one of sparse, dense")
+        if update not in CHOICES["head.update"]:
+            raise ConfigError(f"head.update: {update!r} is not one of {', '.join(CHOICES['head.update'])}")
         if not 0.0 <= sample_rate <= 1.0:
             raise ConfigError(f"head.sample_rate: {sample_rate} must be in [0, 1]")
         if update == "dense" and offload:
@@ -112,9 +124,17 @@ class PartialFC:
         self.optim_name = optim.name
         self.seed = seed
         self.classes = class_range(num_classes, ctx.world_size, ctx.rank)
+        if offload and num_sampled(sample_rate, len(self.classes)) >= len(self.classes):
+            raise ConfigError(
+                f"head.offload with head.sample_rate={sample_rate} would copy the whole shard to the "
+                "device and back every step; offload is for sampled heads (sample_rate < 1)"
+            )
         self.compute_dtype = torch.float64 if self.weight_dtype == torch.float64 else torch.float32
+        self.matmul_dtype = resolve_matmul_dtype(matmul_dtype, ctx.device)
+        self.matmul = Matmul(self.matmul_dtype, self.compute_dtype, ctx.device)
         self.step_count = 0
         self._pending: _Pending | None = None
+        self._unchecked: tuple[torch.Tensor, torch.Tensor, int] | None = None  # labels not yet verified
 
         home = torch.device("cpu") if offload else ctx.device
         centres = init_centres(self.classes, embedding_size, seed, self.weight_dtype, home)
@@ -127,6 +147,8 @@ class PartialFC:
                 tensors[spec.name] = torch.zeros(shape, dtype=dtype, device=home)
             store_type = HostRowStore if offload else DeviceRowStore
             self.store = store_type(tensors, ctx.device)
+            lean = torch.bfloat16 in (self.weight_dtype, self.momentum_dtype)
+            self.noise = RoundingNoise(mixed_seed(seed, 3, ctx.rank), ctx.device) if lean else None
         else:
             self.weight = centres.requires_grad_()
             # optim.lr only starts it: every step() sets the rate the schedule gives.
@@ -150,8 +172,10 @@ class PartialFC:
         pending = self._pending
         if pending is None:
             return None
-        if pending.rows is not None:
-            return pending.rows.grad
+        if pending.kept is not None:
+            if pending.kept.grad is None or pending.rows is None:
+                return None
+            return centre_grad(pending.kept, pending.rows, self.matmul)
         grad = self.weight.grad
         if grad is None or pending.sample.full:
             return grad
@@ -177,51 +201,70 @@ class PartialFC:
         """embeddings: [b, D] this rank's batch (any float dtype); labels: int [b] in [0, num_classes).
 
         Returns the scalar mean margin-softmax loss over the global batch (equal on all ranks).
+        A label outside [0, num_classes) raises at the next forward, ``check_inputs`` or save
+        (naming it); the step it came with updates nothing.
         """
         ctx, device = self.ctx, self.ctx.device
+        self.check_inputs()
         local_batch = check_batch_shapes(ctx, embeddings, labels, self.embedding_size)
         global_labels = ctx.all_gather(labels.reshape(-1).to(device=device, dtype=torch.int64))
-        check_labels(global_labels, self.num_classes, local_batch)
+        valid = ((global_labels >= 0) & (global_labels < self.num_classes)).all()
+        self._unchecked = (valid, global_labels, local_batch)
 
-        sample_device = torch.device("cpu") if self.offload else device
-        generator = torch.Generator(device=sample_device)
-        generator.manual_seed(sampling_seed(self.seed, self.step_count, ctx.rank))
-        sample = sample_classes(global_labels.to(sample_device), self.classes, self.sample_rate, generator)
-        sample.labels = sample.labels.to(device)
+        key = sampling_seed(self.seed, self.step_count, ctx.rank)
+        sample = sample_classes(global_labels, self.classes, self.sample_rate, key)
         index = None if sample.full else sample.index
 
+        rows: SampledRows | None = None
+        kept: CosineGrad | None = None
         with torch.autocast(device_type=device.type, enabled=False):
             gathered = all_gather_with_grad(embeddings, ctx).to(self.compute_dtype)
-            rows: torch.Tensor | None = None
             if self.update == "sparse":
-                stored = self.store.fetch(index, ["weight"])["weight"]
-                rows = stored.to(self.compute_dtype).requires_grad_()
-                centres = rows
+                if self.offload:  # the sampled rows come to the device once; blocks are views of them
+                    rows = SampledRows.gather(self.store.fetch(index, ["weight"]), None)
+                else:  # gathered once in the stored dtype: forward, backward and step read them
+                    rows = SampledRows.gather(self.store.tensors, index)
+                kept = CosineGrad()
+                cosine = sampled_cosine(F.normalize(gathered, dim=1), rows, self.matmul, kept)
             else:
                 centres = self.weight if index is None else self.weight.index_select(0, index)
                 centres = centres.to(self.compute_dtype)
-            # Scaling the [B, k] product by 1/|w| instead of normalising the [k, D] rows saves
-            # several passes over the rows, forward and backward (the same function).
-            inv_norm = centres.norm(dim=1).clamp_min(1e-12).reciprocal()
-            cosine = ((F.normalize(gathered, dim=1) @ centres.T) * inv_norm).clamp(-1.0, 1.0)
+                # Scaling the [B, k] product by 1/|w| instead of normalising the [k, D] rows saves
+                # several passes over the rows, forward and backward (the same function).
+                inv_norm = centres.norm(dim=1).clamp_min(1e-12).reciprocal()
+                cosine = ((F.normalize(gathered, dim=1) @ centres.T) * inv_norm).clamp(-1.0, 1.0)
             logits = self.margin(cosine, sample.labels)
-            loss = sharded_cross_entropy(logits, sample.labels, ctx)
+            del cosine  # the margin made its own [B, k] tensor
+            # The margin's backward needs neither its output nor (mul by s) its input: the
+            # cross-entropy may overwrite the logits with the softmax.
+            loss = sharded_cross_entropy(logits, sample.labels, ctx, inplace=True)
 
-        state = None
         if self.offload and self.update == "sparse":  # start moving the optimizer state now
-            state = self.store.fetch(index, self._state_names())
-        self._pending = _Pending(sample=sample, rows=rows, state=state)
+            assert isinstance(self.store, HostRowStore)
+            self.store.prefetch(index, self._state_names())
+        self._pending = _Pending(sample=sample, valid=valid, rows=rows, kept=kept, offloaded=self.offload)
         return loss
+
+    def check_inputs(self) -> None:
+        """Raise FacescaleError (on every rank) if the latest forward had a label out of range.
+
+        Reads one flag from the device; ``forward`` calls it for the previous step.
+        """
+        unchecked, self._unchecked = self._unchecked, None
+        if unchecked is not None and not bool(unchecked[0]):
+            check_labels(unchecked[1], self.num_classes, unchecked[2])
 
     def _state_names(self) -> list[str]:
         return [name for name in self.store.tensors if name != "weight"]
 
     # -- update ------------------------------------------------------------------------------
 
-    def step(self, lr: float) -> None:
+    def step(self, lr: float, apply: torch.Tensor | None = None) -> None:
         """Apply the optimizer to the rows used by the last forward, after ``loss.backward()``.
 
         lr: this step's learning rate (the value the schedule gives the backbone for this step).
+        apply: optional 0-dim bool tensor; False leaves every row and its state untouched (the
+        trainer passes "no fp16 overflow this step"), decided on the device in sparse mode.
         The head's gradient is never loss-scaled: the trainer runs the head's backward in fp32 on
         detached embeddings and scales only the backbone's part (see ``train/trainer.py``).
         """
@@ -230,41 +273,50 @@ class PartialFC:
             raise RuntimeError("PartialFC.step() needs a forward pass and backward() first")
         self._pending = None
         self.step_count += 1
+        ok = pending.valid if apply is None else pending.valid & apply.to(pending.valid.device)
         if self.update == "dense":
-            self._dense_step(lr)
+            self._dense_step(lr, ok)
             return
-        assert pending.rows is not None
-        grad = pending.rows.grad
-        if grad is None:
+        assert pending.rows is not None and pending.kept is not None
+        if pending.kept.grad is None:
             raise RuntimeError("PartialFC.step(): the loss has no gradient yet; call loss.backward() first")
-        index = None if pending.sample.full else pending.sample.index
-        state = pending.state if pending.state is not None else self.store.fetch(index, self._state_names())
-        state = {k: v.to(self.compute_dtype) if v.is_floating_point() else v for k, v in state.items()}
-        weight = pending.rows.detach()
-        self.optimizer.update(weight, grad, state, lr)
-        self.store.commit(index, self._rounded({"weight": weight, **state}))
+        rows = pending.rows
+        if pending.offloaded:  # the fetched rows are updated on the device, then sent back
+            assert isinstance(self.store, HostRowStore)
+            rows = SampledRows({**rows.tensors, **self.store.collect()}, None, rows.weight)
+        if self.noise is not None:
+            self.noise.reseed(mixed_seed(self.seed, 2, self.step_count, self.ctx.rank))
+        update_rows(rows, pending.kept, self.matmul, self.optimizer, lr, ok, self.noise)
+        if pending.offloaded:
+            self.store.commit(None if pending.sample.full else pending.sample.index, rows.tensors)
 
-    def _rounded(self, rows: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-        """Rows headed for bf16 storage are rounded stochastically (reproducibly: seeded by step, rank)."""
-        targets = {name: self.store.tensors[name].dtype for name in rows}
-        if torch.bfloat16 not in targets.values():
-            return rows
-        device = next(iter(rows.values())).device
-        generator = torch.Generator(device=device)
-        generator.manual_seed(mixed_seed(self.seed, 2, self.step_count, self.ctx.rank))
-        return {
-            name: stochastic_round_bf16(values, generator) if targets[name] == torch.bfloat16 else values
-            for name, values in rows.items()
-        }
-
-    def _dense_step(self, lr: float) -> None:
+    def _dense_step(self, lr: float, ok: torch.Tensor) -> None:
         if self.weight.grad is None:
             raise RuntimeError("PartialFC.step(): the loss has no gradient yet; call loss.backward() first")
-        set_lr(self.dense_optimizer, lr)
-        self.dense_optimizer.step()
-        self.dense_optimizer.zero_grad(set_to_none=False)  # arcface_torch keeps the dense gradient
+        if bool(ok):  # the dense mode is arcface_torch's: a host sync here is part of its cost
+            set_lr(self.dense_optimizer, lr)
+            self.dense_optimizer.step()
+        # Freed, not zeroed: torch 2 allocates it again in the next backward, and a kept [n, D]
+        # gradient would only add 4 bytes per parameter between steps.
+        self.dense_optimizer.zero_grad(set_to_none=True)
 
     # -- state and checkpoints ---------------------------------------------------------------
+
+    def set_centres(self, centres: torch.Tensor) -> None:
+        """Overwrite this rank's class centres: ``centres`` [num_local, D], the rows of classes
+        [classes.start, classes.stop) (any float dtype and device; stored in the head's). The
+        optimizer state is kept as it is (zeros on a fresh head)."""
+        if tuple(centres.shape) != (self.num_local, self.embedding_size):
+            raise FacescaleError(
+                f"set_centres: got centres of shape {list(centres.shape)}; rank {self.ctx.rank} holds "
+                f"classes [{self.classes.start}, {self.classes.stop}): "
+                f"expected [{self.num_local}, {self.embedding_size}]"
+            )
+        if self.update == "sparse":
+            self.store.replace("weight", centres)
+        else:
+            with torch.no_grad():
+                self.weight.copy_(centres)
 
     def state_tensors(self) -> dict[str, torch.Tensor]:
         """This rank's centres and optimizer state, rows aligned: weight [n, D], momentum [n, D]
@@ -323,6 +375,7 @@ class PartialFC:
 
         Atomic per file; shards of another world size left in the folder are removed afterwards.
         """
+        self.check_inputs()
         error, path = None, Path(directory)
         try:
             path = write_shard(directory, self._meta(), self.state_tensors())
@@ -379,4 +432,5 @@ def build_head(cfg: Config, num_classes: int, ctx: DistContext) -> PartialFC:
         offload=cfg.head.offload,
         optim=cfg.optim,
         seed=cfg.train.seed,
+        matmul_dtype=cfg.head.matmul_dtype,
     )

@@ -6,15 +6,17 @@ the updated ones back (``commit``); rows never sampled are never touched.
 
 ``DeviceRowStore`` keeps everything on the compute device. ``HostRowStore`` keeps everything in
 host memory (pinned when the device is a GPU) so the number of classes is bounded by host RAM, not
-GPU memory: only the sampled rows cross the bus. On a GPU the copies run on a side stream: the
-host-side gather of the optimizer state overlaps the forward/backward kernels, and the write-back
-of step t overlaps the backbone of step t + 1 (it is completed by ``flush`` before the rows are
-read again). On a CPU device both stores are plain indexing.
+GPU memory: only the sampled rows cross the bus. On a GPU the copies run on a side stream and the
+host-side gathers and scatters on a worker thread: the optimizer state of step t is gathered and
+copied while its forward/backward kernels run (the compute stream waits for it only in ``step``),
+and the write-back of step t overlaps the backbone of step t + 1 (``flush`` completes it before
+the rows are read again). On a CPU device both stores are plain indexing.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable
+from concurrent.futures import Future, ThreadPoolExecutor
 
 import torch
 
@@ -57,7 +59,14 @@ class DeviceRowStore:
 
 
 class HostRowStore(DeviceRowStore):
-    """Named tensors in host memory (pinned for a GPU); sampled rows are copied to ``device`` per step."""
+    """Named tensors in host memory (pinned for a GPU); sampled rows are copied to ``device`` per step.
+
+    On a GPU, host-side work runs on one worker thread, in order: gathering the sampled rows
+    into pinned staging buffers and starting their copy to the device (``prefetch``), and
+    scattering the updated rows that came back (``commit``). The training thread only waits where
+    it needs the data: the weight rows before the forward, the optimizer state in ``step``
+    (``collect``), and pending write-backs before rows are read again (``flush``).
+    """
 
     def __init__(self, tensors: dict[str, torch.Tensor], device: torch.device) -> None:
         self.device = device
@@ -70,7 +79,43 @@ class HostRowStore(DeviceRowStore):
             else:
                 self.tensors[name] = t.cpu()
         self._copy_stream = torch.cuda.Stream(device) if self.async_copies else None
-        self._pending: list[tuple[torch.Tensor | None, dict[str, torch.Tensor], torch.cuda.Event]] = []
+        self._worker = (
+            ThreadPoolExecutor(max_workers=1, thread_name_prefix="facescale-rows")
+            if self.async_copies
+            else None
+        )
+        self._jobs: list[Future[None]] = []  # write-backs not yet scattered into host memory
+        self._prefetched: Future[tuple[dict[str, torch.Tensor], torch.cuda.Event]] | None = None
+        self._cpu_prefetched: dict[str, torch.Tensor] = {}
+
+    def _copy_to_device(
+        self, host_index: torch.Tensor | None, names: list[str]
+    ) -> tuple[dict[str, torch.Tensor], torch.cuda.Event]:
+        """Gather rows into pinned buffers, start their copy on the copy stream (any thread)."""
+        assert self._copy_stream is not None
+        torch.cuda.set_device(self.device)
+        out = {}
+        with torch.cuda.stream(self._copy_stream):
+            for name in names:
+                source = self.tensors[name]
+                if host_index is None:
+                    staged = source
+                else:
+                    staged = torch.empty(
+                        (host_index.numel(), *source.shape[1:]), dtype=source.dtype, pin_memory=True
+                    )
+                    torch.index_select(source, 0, host_index, out=staged)
+                out[name] = staged.to(self.device, non_blocking=True)
+            ready = torch.cuda.Event()
+            ready.record(self._copy_stream)
+        return out, ready
+
+    def _hand_over(self, rows: dict[str, torch.Tensor], ready: torch.cuda.Event) -> dict[str, torch.Tensor]:
+        compute = torch.cuda.current_stream(self.device)
+        compute.wait_event(ready)
+        for values in rows.values():
+            values.record_stream(compute)  # allocated on the copy stream, used on the compute stream
+        return rows
 
     def fetch(self, index: torch.Tensor | None, names: Iterable[str]) -> dict[str, torch.Tensor]:
         """Device copies of the rows ``index`` (a CPU or device int64 [k]; None = all rows).
@@ -81,29 +126,31 @@ class HostRowStore(DeviceRowStore):
         host_index = None if index is None else index.to("cpu")
         if not self.async_copies:
             return super().fetch(host_index, names)
-        assert self._copy_stream is not None
-        compute = torch.cuda.current_stream(self.device)
-        out = {}
-        for name in names:
-            source = self.tensors[name]
-            if host_index is None:
-                staged = source
-            else:
-                staged = torch.empty(
-                    (host_index.numel(), *source.shape[1:]), dtype=source.dtype, pin_memory=True
-                )
-                torch.index_select(source, 0, host_index, out=staged)
-            with torch.cuda.stream(self._copy_stream):
-                rows = staged.to(self.device, non_blocking=True)
-            rows.record_stream(compute)  # allocated on the copy stream, used on the compute stream
-            out[name] = rows
-        compute.wait_stream(self._copy_stream)
-        return out
+        return self._hand_over(*self._copy_to_device(host_index, list(names)))
+
+    def prefetch(self, index: torch.Tensor | None, names: Iterable[str]) -> None:
+        """Start fetching rows without waiting (GPU: on the worker thread); ``collect`` returns them."""
+        host_index = None if index is None else index.to("cpu")
+        names = list(names)
+        if self._worker is None:
+            self._cpu_prefetched = super().fetch(host_index, names)
+            return
+        self.flush()
+        self._prefetched = self._worker.submit(self._copy_to_device, host_index, names)
+
+    def collect(self) -> dict[str, torch.Tensor]:
+        """The rows of the last ``prefetch``, ready for the current stream."""
+        if self._worker is None:
+            rows, self._cpu_prefetched = self._cpu_prefetched, {}
+            return rows
+        assert self._prefetched is not None, "collect() without prefetch()"
+        job, self._prefetched = self._prefetched, None
+        return self._hand_over(*job.result())
 
     def commit(self, index: torch.Tensor | None, rows: dict[str, torch.Tensor]) -> None:
-        """Start copying the updated rows to host memory; ``flush`` scatters them into place."""
+        """Start copying the updated rows to host memory; the worker scatters them into place."""
         host_index = None if index is None else index.to("cpu")
-        if not self.async_copies:
+        if self._worker is None:
             super().commit(host_index, rows)
             return
         assert self._copy_stream is not None
@@ -119,15 +166,19 @@ class HostRowStore(DeviceRowStore):
                 staged[name] = buffer
             done = torch.cuda.Event()
             done.record(self._copy_stream)
-        self._pending.append((host_index, staged, done))
+        self._jobs.append(self._worker.submit(self._scatter, host_index, staged, done))
+
+    def _scatter(
+        self, host_index: torch.Tensor | None, staged: dict[str, torch.Tensor], done: torch.cuda.Event
+    ) -> None:
+        done.synchronize()  # on the worker thread: the training thread does not wait for the copy
+        for name, values in staged.items():
+            if host_index is None:
+                self.tensors[name].copy_(values)
+            else:
+                self.tensors[name].index_copy_(0, host_index, values)
 
     def flush(self) -> None:
-        """Wait for the pending device->host copies and scatter the rows into the host tensors."""
-        while self._pending:
-            host_index, staged, done = self._pending.pop(0)
-            done.synchronize()
-            for name, values in staged.items():
-                if host_index is None:
-                    self.tensors[name].copy_(values)
-                else:
-                    self.tensors[name].index_copy_(0, host_index, values)
+        """Wait until every pending write-back is scattered into the host tensors."""
+        while self._jobs:
+            self._jobs.pop(0).result()

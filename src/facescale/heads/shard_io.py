@@ -133,3 +133,77 @@ def read_rows(
     if missing:
         raise FacescaleError(f"head checkpoint {directory} lacks {', '.join(missing)}")
     return {k: rows[k] for k in names}, meta
+
+
+# -- arcface_torch's per-rank checkpoints ----------------------------------------------------
+
+ARCFACE_TORCH_PATTERN = re.compile(r"^checkpoint_gpu_(\d+)\.pt$")
+ARCFACE_TORCH_HEAD_KEY = "state_dict_softmax_fc"
+
+
+def _load_arcface_torch(path: Path) -> torch.Tensor:
+    """The Partial FC weight [n_r, D] of one arcface_torch ``checkpoint_gpu_{rank}.pt``.
+
+    weights_only=True: a checkpoint from elsewhere may not run code. mmap where the file allows it
+    (torch's zip format), so the backbone and optimizer state in the same file are not read.
+    """
+    try:
+        try:
+            data = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+        except RuntimeError as e:  # the legacy (non-zip) format cannot be memory-mapped
+            if "mmap" not in str(e):
+                raise
+            data = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # truncated, foreign, or a pickle that needs code: name the file
+        raise FacescaleError(f"cannot read arcface_torch checkpoint {path}: {e}") from None
+    head = data.get(ARCFACE_TORCH_HEAD_KEY) if isinstance(data, dict) else None
+    weight = head.get("weight") if isinstance(head, dict) else None
+    if not isinstance(weight, torch.Tensor) or weight.dim() != 2:
+        keys = sorted(map(str, data)) if isinstance(data, dict) else type(data).__name__
+        raise FacescaleError(
+            f"{path} is not an arcface_torch checkpoint with a Partial FC head: expected "
+            f"{ARCFACE_TORCH_HEAD_KEY!r} holding 'weight' [classes, dim] (found {keys})"
+        )
+    return weight
+
+
+def read_arcface_torch_centres(
+    directory: str | Path, num_classes: int, embedding_size: int, classes: ClassRange
+) -> torch.Tensor:
+    """Rows ``classes`` of the class centres arcface_torch saved in ``directory``: float32 [len(classes), D].
+
+    arcface_torch (``train_v2.py`` with ``save_all_states``) writes ``checkpoint_gpu_{rank}.pt`` per
+    rank, its Partial FC ``weight`` [n_r, D] under ``state_dict_softmax_fc``; rank r holds classes
+    [start_r, start_r + n_r) split as facescale splits them (the first C mod W ranks one more). Any
+    number of ranks reads into any other. Raises FacescaleError naming the folder or file when
+    ranks are missing, sizes disagree with this run's ``num_classes`` / ``embedding_size``, or the
+    rows do not tile the classes.
+    """
+    directory = Path(directory)
+    if not directory.is_dir():
+        raise FacescaleError(f"arcface_torch checkpoint folder {directory} does not exist")
+    found = {int(m.group(1)): p for p in directory.iterdir() if (m := ARCFACE_TORCH_PATTERN.match(p.name))}
+    if not found:
+        raise FacescaleError(f"no arcface_torch head files (checkpoint_gpu_{{rank}}.pt) in {directory}")
+    world = max(found) + 1
+    missing = sorted(set(range(world)) - set(found))
+    if missing:
+        raise FacescaleError(
+            f"arcface_torch checkpoint {directory} has checkpoint_gpu_{{0..{world - 1}}}.pt "
+            f"but lacks ranks {missing}"
+        )
+    expected = all_class_ranges(num_classes, world)
+    pieces = []
+    for rank, want in enumerate(expected):
+        overlap = classes.intersect(want)
+        weight = _load_arcface_torch(found[rank])  # every file is opened: its shape is checked
+        if tuple(weight.shape) != (len(want), embedding_size):
+            raise FacescaleError(
+                f"{found[rank]} holds a head weight of shape {list(weight.shape)}; {num_classes} classes "
+                f"over {world} ranks at embedding size {embedding_size} need "
+                f"[{len(want)}, {embedding_size}] on rank {rank}"
+            )
+        if overlap is not None:
+            lo, hi = overlap.start - want.start, overlap.stop - want.start
+            pieces.append(weight[lo:hi].to(torch.float32).clone())
+    return torch.cat(pieces) if pieces else torch.empty(0, embedding_size)

@@ -13,11 +13,12 @@ has been sampled t times has had its moments updated t times, so its bias correc
 
 from __future__ import annotations
 
+import random
 from dataclasses import dataclass
 
 import torch
 
-from facescale.config import OptimConfig
+from facescale.config import CHOICES, OptimConfig
 from facescale.errors import ConfigError
 
 
@@ -47,8 +48,9 @@ class SparseSGD:
     def update(
         self, weight: torch.Tensor, grad: torch.Tensor, state: dict[str, torch.Tensor], lr: float
     ) -> None:
-        """In place on ``weight`` [k, D] and ``state`` rows (compute dtype); grad: [k, D]."""
-        step = grad.add(weight, alpha=self.weight_decay) if self.weight_decay != 0 else grad.clone()
+        """In place on ``weight`` [k, D] and ``state`` rows (compute dtype); grad: [k, D], consumed
+        (it holds the decayed gradient afterwards: no [k, D] temporary is made)."""
+        step = grad.add_(weight, alpha=self.weight_decay) if self.weight_decay != 0 else grad
         if self.momentum != 0:
             buf = state["momentum"]
             buf.mul_(self.momentum).add_(step)
@@ -97,7 +99,9 @@ def build_sparse_optimizer(cfg: OptimConfig) -> SparseOptimizer:
         return SparseSGD(momentum=cfg.momentum, weight_decay=cfg.weight_decay)
     if cfg.name == "adamw":
         return SparseAdamW(beta1=cfg.betas[0], beta2=cfg.betas[1], weight_decay=cfg.weight_decay)
-    raise ConfigError(f"config key 'optim.name': {cfg.name!r} is not one of sgd, adamw")
+    raise ConfigError(
+        f"config key 'optim.name': {cfg.name!r} is not one of {', '.join(CHOICES['optim.name'])}"
+    )
 
 
 def stochastic_round_bf16(values: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
@@ -111,3 +115,50 @@ def stochastic_round_bf16(values: torch.Tensor, generator: torch.Generator) -> t
     noise = torch.randint(0, 1 << 16, bits.shape, dtype=torch.int32, device=bits.device, generator=generator)
     rounded = (bits + noise) & -65536  # -65536 == 0xFFFF0000 as int32: keep sign, exponent, 7 mantissa bits
     return rounded.view(torch.float32).to(torch.bfloat16)  # exact: the dropped bits are zero
+
+
+NOISE_TABLE_SIZE = 1 << 22  # int32 entries (16 MB); a block of rows takes a random window of it
+
+
+class RoundingNoise:
+    """Random 16-bit words for stochastic rounding, cheap enough to use on every updated row.
+
+    Drawing fresh random numbers for each of the k x D values every step costs more than the rest
+    of the update on a CPU (torch's CPU generator is serial). Instead one table of uniform words
+    in [0, 2**16) is drawn once (on the CPU, so every device gets the same table) and each block of
+    rows reads it from a window at a random offset: every value still gets a uniform word, so the
+    rounding stays unbiased; the offsets come from a host RNG seeded by (seed, step, rank), so
+    the run is reproducible and the same on any device.
+    """
+
+    def __init__(self, seed: int, device: torch.device, size: int = NOISE_TABLE_SIZE) -> None:
+        generator = torch.Generator().manual_seed(seed)
+        self.table = torch.randint(0, 1 << 16, (size,), dtype=torch.int32, generator=generator).to(device)
+        self._rng = random.Random(seed)
+
+    def reseed(self, seed: int) -> None:
+        """Start the offsets of one step (call with a seed of (seed, step, rank))."""
+        self._rng = random.Random(seed)
+
+    def window(self, numel: int) -> torch.Tensor:
+        """int32 [numel] uniform words: a view of the table, or for a block larger than half the
+        table (a GPU block) a concatenation of windows at independent offsets."""
+        size = self.table.numel()
+        if numel <= size:
+            start = self._rng.randrange(size - numel + 1)
+            return self.table[start : start + numel]
+        pieces, left = [], numel
+        while left > 0:
+            count = min(left, size // 2)
+            start = self._rng.randrange(size - count + 1)
+            pieces.append(self.table[start : start + count])
+            left -= count
+        return torch.cat(pieces)
+
+
+def round_to_bf16_(values: torch.Tensor, noise: RoundingNoise) -> torch.Tensor:
+    """Stochastic rounding in place: fp32 [...] (contiguous) becomes fp32 values exactly representable
+    in bf16 (the cast that follows is exact); returns ``values``. Same rule as ``stochastic_round_bf16``."""
+    bits = values.view(torch.int32)
+    bits.add_(noise.window(bits.numel()).view(bits.shape)).bitwise_and_(-65536)
+    return values

@@ -30,28 +30,16 @@ from facescale.atomic import atomic_output
 from facescale.errors import FacescaleError
 from facescale.models.base import BACKBONES
 from facescale.models.factory import BackboneSpec, build_backbone
+from facescale.models.run_layout import (
+    CHECKPOINTS_DIR,
+    LATEST_FILE,
+    SPEC_FILE,
+    TRAINER_FILE,
+    WEIGHTS_FILE,
+    latest_step_dir,
+)
 
 SAFETENSORS_SPEC_KEY = "facescale.backbone"
-# The run directory's layout (written by facescale.train; read here, by eval and by deploy).
-CONFIG_FILE = "config.yaml"
-SPEC_FILE = "backbone.json"
-WEIGHTS_FILE = "backbone.pth"
-CHECKPOINTS_DIR = "checkpoints"
-LATEST_FILE = "latest"  # inside CHECKPOINTS_DIR: the name of the newest complete step directory
-TRAINER_FILE = "trainer.pt"
-
-
-def latest_step_dir(run: str | Path) -> Path | None:
-    """The newest complete checkpoint of run directory ``run``, or None when it has none."""
-    pointer = Path(run) / CHECKPOINTS_DIR / LATEST_FILE
-    if not pointer.exists():
-        return None
-    step_dir = pointer.parent / pointer.read_text().strip()
-    if not (step_dir / TRAINER_FILE).exists():
-        raise FacescaleError(f"{pointer} names {step_dir.name}, which has no {TRAINER_FILE}")
-    return step_dir
-
-
 WRAPPER_PREFIXES = ("module.", "_orig_mod.")  # DDP and torch.compile add these to every key
 SHOWN_KEYS = 5
 

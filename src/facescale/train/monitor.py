@@ -1,4 +1,8 @@
-"""What a run tells its user: log lines, TensorBoard scalars and a progress bar (rank 0 only)."""
+"""What a run tells its user: log lines, TensorBoard scalars and a progress bar (rank 0 only).
+
+Every line also goes, with a UTC timestamp, to ``RUN/training.log``, appended across resumes, so
+what a batch job printed survives its scheduler's log rotation.
+"""
 
 from __future__ import annotations
 
@@ -9,6 +13,12 @@ from pathlib import Path
 from typing import Any
 
 import torch
+
+from facescale.models.run_layout import TENSORBOARD_DIR, TRAINING_LOG
+
+
+def timestamp() -> str:
+    return datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC")
 
 
 def format_duration(seconds: float) -> str:
@@ -44,12 +54,17 @@ class TrainMonitor:
         self.last_samples_per_s = 0.0
         self.writer = None
         self.bar = None
+        self.log_file = None
         if not enabled:
             return
+        run_dir.mkdir(parents=True, exist_ok=True)
+        self.log_file = open(run_dir / TRAINING_LOG, "a", encoding="utf-8")  # noqa: SIM115 - closed in close()
         if tensorboard:
             from torch.utils.tensorboard import SummaryWriter
 
-            self.writer = SummaryWriter(log_dir=str(run_dir / "tensorboard"), purge_step=start_step)
+            # Events from steps after the checkpoint are redone; the checkpoint's own step is kept
+            # (purge_step drops every event at or after it).
+            self.writer = SummaryWriter(log_dir=str(run_dir / TENSORBOARD_DIR), purge_step=start_step + 1)
         if progress and sys.stderr.isatty():
             from tqdm import tqdm
 
@@ -106,8 +121,14 @@ class TrainMonitor:
             self.bar.write(line, file=sys.stderr)
         else:
             print(line, flush=True)
+        if self.log_file is not None:
+            self.log_file.write(f"{timestamp()} {line}\n")
+            self.log_file.flush()
 
     def close(self) -> None:
+        if self.log_file is not None:
+            self.log_file.close()
+            self.log_file = None
         if self.bar is not None:
             self.bar.close()
         if self.writer is not None:

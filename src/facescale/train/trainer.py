@@ -14,6 +14,7 @@ averaging them, so N processes of batch B take exactly the step one process of b
 
 from __future__ import annotations
 
+import inspect
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,21 +23,32 @@ import torch
 
 from facescale.config import Config, save_config, to_dict
 from facescale.data.datasets import open_dataset
-from facescale.data.loader import build_train_loader
+from facescale.data.loader_factory import build_train_loader
 from facescale.distributed.context import DistContext
 from facescale.errors import DataError, FacescaleError
 from facescale.eval.sets import VerificationSet, load_set
+from facescale.eval.thresholds import thresholds_from_results, write_thresholds
 from facescale.eval.torch_embed import module_embed_fn
 from facescale.eval.verification import VerificationResult, evaluate_verification, format_result
 from facescale.heads.partial_fc import build_head
 from facescale.models import backbone_from_config
 from facescale.models.factory import spec_from_config
-from facescale.models.loading import CONFIG_FILE, latest_step_dir, load_initial_weights
+from facescale.models.loading import load_initial_weights
+from facescale.models.run_layout import CONFIG_FILE, latest_step_dir
 from facescale.optim_factory import build_optimizer, scaled_lr, set_lr
+from facescale.train.bad_data import gather_bad_data_reports
 from facescale.train.checkpoint import CheckpointManager, export_backbone
+from facescale.train.finite import nonfinite_report
 from facescale.train.monitor import TrainMonitor
-from facescale.train.precision import resolve_precision
+from facescale.train.precision import head_update_ok, resolve_precision
+from facescale.train.preemption import Preempted, SignalVote, StopRequest, signal_name
 from facescale.train.schedule import PolynomialWarmup
+
+# DDP's "do not broadcast buffers every forward": torch 2.13 renamed broadcast_buffers.
+_DDP_ARGS = inspect.signature(torch.nn.parallel.DistributedDataParallel.__init__).parameters
+_NO_BUFFER_SYNC = {
+    "forward_sync_buffers" if "forward_sync_buffers" in _DDP_ARGS else "broadcast_buffers": False
+}
 
 
 @dataclass
@@ -73,11 +85,19 @@ def prepare_run_dir(cfg: Config, resume: bool) -> Path:
     return run_dir
 
 
-def train(cfg: Config, ctx: DistContext, resume: bool = False) -> TrainResult:
-    """Run (or continue, with ``resume``) the training described by ``cfg`` on this process."""
+def train(
+    cfg: Config, ctx: DistContext, resume: bool = False, stop: StopRequest | None = None
+) -> TrainResult:
+    """Run (or continue, with ``resume``) the training described by ``cfg`` on this process.
+
+    ``stop`` (set by the CLI's SIGTERM / SIGINT handlers) ends the run after the current step
+    with a checkpoint on every rank, then raises ``Preempted`` (exit code 128 + signal).
+    """
     run_dir = prepare_run_dir(cfg, resume)
     device = ctx.device
     precision = resolve_precision(cfg.train.precision, device)
+    if device.type == "cuda":
+        torch.backends.cudnn.benchmark = True  # fixed input size: pick the fastest conv kernels once
     torch.manual_seed(cfg.train.seed + ctx.rank)
 
     # Data. Every rank must agree on the class count and batch size, or the head's shards and
@@ -115,9 +135,17 @@ def train(cfg: Config, ctx: DistContext, resume: bool = False) -> TrainResult:
     backbone = backbone_from_config(cfg.model).to(device)
     if cfg.model.init_weights:
         load_initial_weights(backbone, cfg.model.init_weights)
+        init_note = f"initial weights: loaded {cfg.model.init_weights} (model.init_weights)"
+    else:
+        init_note = "initial weights: random (no model.init_weights)"
     if cfg.model.channels_last:
         backbone = backbone.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
     head = build_head(cfg, num_classes, ctx)
+    if cfg.head.init_weights:  # arcface_torch's per-rank head files (on resume the checkpoint replaces them)
+        from facescale.heads.head_init import init_head_from_arcface_torch
+
+        init_head_from_arcface_torch(head, cfg.head.init_weights)
+        init_note += f"; head centres: loaded {cfg.head.init_weights} (head.init_weights)"
     trainable = [p for p in backbone.parameters() if p.requires_grad]
     optimizer = build_optimizer(trainable, cfg.optim, schedule.base_lr)
     scaler = torch.amp.GradScaler(device.type, enabled=precision.uses_grad_scaler)
@@ -145,7 +173,11 @@ def train(cfg: Config, ctx: DistContext, resume: bool = False) -> TrainResult:
         save_config(cfg, run_dir / CONFIG_FILE)
     ctx.barrier()
 
-    model = ctx.wrap_data_parallel(backbone, exact_gradients=True)
+    # arcface_torch's DDP settings: BN statistics stay per rank (no buffer broadcast each step),
+    # gradients live in the all-reduce buckets (no copy), and the graph is the same every step.
+    model = ctx.wrap_data_parallel(
+        backbone, exact_gradients=True, gradient_as_bucket_view=True, static_graph=True, **_NO_BUFFER_SYNC
+    )
     if cfg.model.compile:
         model = torch.compile(model)  # type: ignore[assignment]
     val_sets = [load_set(path) for path in cfg.eval.bins] if ctx.rank == 0 else []
@@ -164,8 +196,14 @@ def train(cfg: Config, ctx: DistContext, resume: bool = False) -> TrainResult:
         f"{ctx.world_size} process(es) on {device}, {precision.name}, global batch {global_batch}, "
         f"{steps_per_epoch} steps/epoch, {total_steps} steps" + (f", resuming at step {step}" if step else "")
     )
+    monitor.write(init_note + (f"; replaced by the checkpoint of step {step}" if resume else ""))
+    # Set on the device whenever a step's loss is not finite; read only before a save, so no step
+    # waits for the device, and no checkpoint of NaN weights is ever written (pruning would then
+    # delete the good ones).
+    nonfinite = torch.zeros((), dtype=torch.bool, device=device)
 
     def save(step: int, epoch: int) -> None:
+        ctx.fail_together(nonfinite_report(nonfinite, backbone, step))
         trainer_state = {
             "backbone": backbone.state_dict(),
             "backbone_spec": backbone_spec,
@@ -178,8 +216,11 @@ def train(cfg: Config, ctx: DistContext, resume: bool = False) -> TrainResult:
         }
         checkpoints.save(step, trainer_state, head)
 
+    latest_results: dict[str, VerificationResult] = {}
+
     def evaluate(step: int) -> dict[str, dict[str, float]]:
         results = verify(backbone, val_sets, cfg) if val_sets else {}
+        latest_results.update(results)
         summary = {}
         for name, result in results.items():
             monitor.write(f"step {step} | " + format_result(name, result))
@@ -189,8 +230,22 @@ def train(cfg: Config, ctx: DistContext, resume: bool = False) -> TrainResult:
             summary[name] = {"accuracy_mean": result.accuracy_mean, "accuracy_std": result.accuracy_std}
         return summary
 
+    if resume and step >= total_steps:
+        # Nothing to train or evaluate again. The checkpoint is saved once more (``latest`` moves
+        # atomically) so that it holds one head shard per process of this launch.
+        monitor.write(
+            f"{run_dir} already finished at step {step} of {total_steps}; not training or evaluating "
+            f"again (checkpoint re-saved for {ctx.world_size} process(es); raise train.max_steps or "
+            "train.epochs with -o to train further)"
+        )
+        save(step, (step - 1) // steps_per_epoch)
+        monitor.close()
+        ctx.barrier()
+        return TrainResult(run_dir, step, math.nan, 0.0, {})
+
     loss_value = math.nan
     verification: dict[str, dict[str, float]] = {}
+    vote = SignalVote(stop, ctx)  # SIGTERM / SIGINT on any rank: all stop after the same step
     model.train()
     while step < total_steps:
         epoch, skip = divmod(step, steps_per_epoch)
@@ -217,11 +272,13 @@ def train(cfg: Config, ctx: DistContext, resume: bool = False) -> TrainResult:
                 scaler.unscale_(optimizer)
                 torch.nn.utils.clip_grad_norm_(backbone.parameters(), cfg.optim.clip_grad_norm)
             scaler.step(optimizer)
+            head_ok = head_update_ok(scaler, optimizer, features)  # fp16: skip the head when the scaler skips
             scaler.update()
             optimizer.zero_grad(set_to_none=True)
-            head.step(lr)
+            head.step(lr, apply=head_ok)
 
             step += 1
+            nonfinite |= ~torch.isfinite(loss.detach())
             monitor.step(step, epoch, loss.detach(), lr)
             # Reading the loss waits for the device, so only at log steps (same value on every rank).
             if step % cfg.train.log_every == 0 or step == total_steps:
@@ -239,11 +296,25 @@ def train(cfg: Config, ctx: DistContext, resume: bool = False) -> TrainResult:
                     verification = evaluate(step)
                 ctx.barrier()
                 monitor.resume()
-            if cfg.train.save_every and step % cfg.train.save_every == 0:
+            saved = bool(cfg.train.save_every and step % cfg.train.save_every == 0)
+            if saved:
                 monitor.pause()
                 save(step, epoch)
                 monitor.resume()
-        report = loader.bad_data_report()
+            signum = vote()
+            if signum:
+                monitor.pause()
+                if not saved:
+                    save(step, epoch)
+                message = (
+                    f"stopped by {signal_name(signum)} after step {step} of {total_steps}; checkpoint "
+                    f"{checkpoints.latest_name()} written on all {ctx.world_size} rank(s); continue with: "
+                    f"facescale train --resume {run_dir}"
+                )
+                monitor.write(message)
+                monitor.close()
+                raise Preempted(message, signum)
+        report = gather_bad_data_reports(ctx, loader.bad_data_report())
         if report:
             monitor.write(report)
 
@@ -253,6 +324,8 @@ def train(cfg: Config, ctx: DistContext, resume: bool = False) -> TrainResult:
     if ctx.rank == 0:
         export_backbone(run_dir, backbone.state_dict(), backbone_spec)
         verification = evaluate(step)
+        # the cosine at FAR 1e-3 / 1e-4 per set, for `facescale gallery build` to use
+        write_thresholds(run_dir, thresholds_from_results(latest_results))
     samples_per_s = monitor.last_samples_per_s
     monitor.close()
     ctx.barrier()

@@ -18,7 +18,7 @@ from facescale.data.synth.identity import IdentityTraits
 from facescale.data.synth.nuisance import draw_background, draw_occluder, photometric, sample_nuisance
 from facescale.data.synth.painter import Painter
 from facescale.data.synth.parts import NOSE_LIFT, Expression, draw_head, eye_centers, mouth_corners, nose_tip
-from facescale.deploy.alignment import ARCFACE_TEMPLATE, estimate_similarity
+from facescale.models.face_template import ARCFACE_TEMPLATE, estimate_similarity
 
 # Rotations and scaling happen about the template's centre of mass.
 _TEMPLATE_CENTER = ARCFACE_TEMPLATE.mean(axis=0)
