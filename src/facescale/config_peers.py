@@ -4,7 +4,7 @@ Users arrive with an arcface_torch ``configs/*.py`` (``config.lr = 0.1``, ``conf
 or a PLSC YAML (``Global.epochs``, ``FP16.level``, ...). When such a name reaches facescale as an
 unknown key (``-o optim.learning_rate=0.1``, ``train.fp16: true``, a whole ``Global:`` section),
 the error says which facescale key holds it. docs/migrating.md is the same table for humans;
-tests/test_config.py checks that both agree.
+tests/test_config_keys.py checks that both agree.
 
 Keys map to a facescale key, or to a sentence when facescale has no key for it (the value is
 read from the data, or the feature is spelled differently).

@@ -16,34 +16,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from facescale.config import all_keys
-
-LAUNCHER = """
-import sys
-from torch import nn
-from facescale.models.base import BACKBONES
-
-
-class NoBatchNorm(nn.Module):
-    def __init__(self, embedding_size: int = 16) -> None:
-        super().__init__()
-        self.conv = nn.Conv2d(3, 4, kernel_size=8, stride=8)
-        self.fc = nn.Linear(4 * 14 * 14, embedding_size)
-
-    def forward(self, x):
-        return self.fc(nn.functional.gelu(self.conv(x)).flatten(1))
-
-
-@BACKBONES.register("test_no_bn")
-def test_no_bn(embedding_size: int = 16) -> nn.Module:
-    return NoBatchNorm(embedding_size)
-
-
-from facescale.cli.main import main
-
-sys.exit(main())
-"""
-
+LAUNCHER = Path(__file__).parent / "bnfree_main.py"  # the CLI plus the bnfree_tiny backbone
 STEPS = 4
 
 
@@ -62,23 +35,20 @@ def run(nproc: int, launcher: Path, keys: list[str]) -> subprocess.CompletedProc
 
 @pytest.mark.slow
 def test_two_processes_of_batch_b_train_like_one_of_batch_2b(color_rec, tmp_path):
-    launcher = tmp_path / "launch.py"
-    launcher.write_text(LAUNCHER)
-
     def keys(batch: int, out: Path) -> list[str]:
         return [
             f"data.root={color_rec}", f"data.batch_size={batch}", "data.num_workers=0",
-            "data.augment.hflip=0", "model.name=test_no_bn", "model.embedding_size=16",
+            "data.augment.hflip=0", "model.name=bnfree_tiny", "model.embedding_size=16",
             "head.sample_rate=1.0", "head.margin.s=16.0", "optim.lr=0.5", "optim.clip_grad_norm=0",
             f"train.max_steps={STEPS}", "train.save_every=0", "train.log_every=1",
             "train.tensorboard=false", "train.progress=false", "train.device=cpu", f"train.output={out}",
             # the head's GEMMs in fp32: a bf16 GEMM rounds each rank's partial products differently
-            *(["head.matmul_dtype=float32"] if "head.matmul_dtype" in all_keys() else []),
+            "head.matmul_dtype=float32",
         ]  # fmt: skip
 
-    one = run(1, launcher, keys(16, tmp_path / "one"))
+    one = run(1, LAUNCHER, keys(16, tmp_path / "one"))
     assert one.returncode == 0, one.stderr[-3000:]
-    two = run(2, launcher, keys(8, tmp_path / "two"))
+    two = run(2, LAUNCHER, keys(8, tmp_path / "two"))
     assert two.returncode == 0, two.stderr[-3000:]
     assert "2 process(es)" in two.stdout and "global batch 16" in two.stdout
     start = torch.load(tmp_path / "one" / "backbone.pth", weights_only=True)

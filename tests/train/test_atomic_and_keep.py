@@ -6,28 +6,15 @@ import os
 import subprocess
 import sys
 import textwrap
-from pathlib import Path
 
 import pytest
 import torch
+from traintest_utils import FakeHead
 
 from facescale import atomic
 from facescale.atomic import torch_save_atomic
 from facescale.distributed.context import DistContext
 from facescale.train.checkpoint import CheckpointManager
-
-
-class FakeHead:
-    def __init__(self, value: float) -> None:
-        self.value = value
-
-    def save_shard(self, directory: str | Path) -> Path:
-        path = Path(directory) / "head-rank00000-of-00001.pt"
-        torch.save({"weight": torch.full((2, 2), self.value)}, path)
-        return path
-
-    def load_shards(self, directory: str | Path) -> None:
-        self.value = float(torch.load(Path(directory) / "head-rank00000-of-00001.pt")["weight"][0, 0])
 
 
 def test_a_failing_fsync_leaves_the_previous_file_intact(tmp_path, monkeypatch):

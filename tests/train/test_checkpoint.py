@@ -8,25 +8,13 @@ from pathlib import Path
 
 import pytest
 import torch
+from traintest_utils import FakeHead
 
 from facescale.distributed.context import DistContext
 from facescale.errors import FacescaleError
 from facescale.models.loading import latest_step_dir
 from facescale.train import checkpoint
 from facescale.train.checkpoint import CheckpointManager, load_rng_file, rng_state, set_rng_state
-
-
-class FakeHead:
-    def __init__(self, value: float) -> None:
-        self.value = value
-
-    def save_shard(self, directory: str | Path) -> Path:
-        path = Path(directory) / "head-rank00000-of-00001.pt"
-        torch.save({"weight": torch.full((2, 2), self.value)}, path)
-        return path
-
-    def load_shards(self, directory: str | Path) -> None:
-        self.value = float(torch.load(Path(directory) / "head-rank00000-of-00001.pt")["weight"][0, 0])
 
 
 def saved_step(manager: CheckpointManager) -> int:

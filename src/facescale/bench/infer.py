@@ -120,11 +120,13 @@ def bench_backbone(
             )
         )
     for quant_format in int8_formats if "int8" in runtimes else ():
-        from facescale.deploy.quantize import quantize_onnx, session
+        # aliased: ``session`` above is the fp32 onnxruntime session its lambda reads
+        from facescale.deploy.quantize import quantize_onnx
+        from facescale.deploy.quantize import session as cpu_session
 
         # Calibration ranges do not change the speed; the accuracy of int8 on real faces is what
         # `facescale export --int8 --calibrate` checks.
-        int8 = session(quantize_onnx(onnx_bytes, random_faces(32, seed=3), quant_format), threads)
+        int8 = cpu_session(quantize_onnx(onnx_bytes, random_faces(32, seed=3), quant_format), threads)
         rows.append(
             _measure(
                 name,

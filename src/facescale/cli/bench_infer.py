@@ -46,6 +46,7 @@ def run(args: argparse.Namespace) -> int:
     import torch
 
     from facescale.bench.infer import bench_backbone, format_table, to_json
+    from facescale.deploy.quantize import FORMATS as INT8_FORMATS
     from facescale.errors import FacescaleError
     from facescale.models import BACKBONES
 
@@ -57,12 +58,12 @@ def run(args: argparse.Namespace) -> int:
     runtimes = tuple(r.strip() for r in args.runtimes.split(",") if r.strip())
     formats = tuple(f.strip() for f in args.int8_formats.split(",") if f.strip())
     unknown = sorted(set(runtimes) - {"torch", "onnxruntime", "int8"}) + sorted(
-        set(formats) - {"qdq", "qoperator"}
+        set(formats) - set(INT8_FORMATS)
     )
     if unknown:
         raise FacescaleError(
             f"unknown runtime or int8 format {unknown[0]!r} (runtimes: torch, onnxruntime, int8; "
-            "formats: qdq, qoperator)"
+            f"formats: {', '.join(INT8_FORMATS)})"
         )
     rows: list = []
     done = 0

@@ -202,7 +202,7 @@ def _add_converter_flags(sub: argparse.ArgumentParser) -> None:
     """The flags every converter takes: what to do with a bad record, and replacing the output."""
     sub.add_argument(
         "--bad-data",
-        choices=("fail", "skip"),
+        choices=CHOICES["data.bad_data"],
         default="fail",
         help="a record that does not decode strictly: fail naming it (default) or skip and report it",
     )

@@ -77,15 +77,15 @@ def run(args: argparse.Namespace) -> int:
 
     if not args.out and not args.safetensors:
         raise FacescaleError("nothing to do: give --out model.onnx and/or --safetensors weights.safetensors")
+    if args.int8 is not None and not (args.out and args.calibrate):  # before anything is written
+        raise FacescaleError(
+            "--int8 needs --out (the fp32 model) and --calibrate DATASET (faces to calibrate on)"
+        )
     module, spec = load_backbone(args.source, args.backbone)
     spec_dict = source_spec(spec)
     if args.safetensors:
         export_safetensors(module, spec_dict, args.safetensors)
         print(f"wrote {args.safetensors} ({spec_dict['name']}, fp32)")
-    if args.int8 is not None and not (args.out and args.calibrate):
-        raise FacescaleError(
-            "--int8 needs --out (the fp32 model) and --calibrate DATASET (faces to calibrate on)"
-        )
     metadata = {}
     thresholds = read_thresholds(args.source)
     if thresholds:  # the measured operating points travel with the model

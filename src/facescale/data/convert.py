@@ -20,6 +20,7 @@ from pathlib import Path, PurePosixPath
 import numpy as np
 
 from facescale import atomic
+from facescale.config import CHOICES
 from facescale.data.face_dataset import FaceDataset
 from facescale.data.image_bin import write_image_bin
 from facescale.data.image_codec import DEFAULT_MAX_PIXELS, decode_image
@@ -42,7 +43,7 @@ class RecordCheck:
     skipped: list[str] = field(default_factory=list)
 
     def __post_init__(self) -> None:
-        if self.bad_data not in ("fail", "skip"):
+        if self.bad_data not in CHOICES["data.bad_data"]:
             raise FacescaleError(f"bad_data must be 'fail' or 'skip', got {self.bad_data!r}")
 
     def read(self, dataset: FaceDataset, i: int) -> tuple[bytes, tuple[int, int]] | None:
@@ -132,12 +133,13 @@ def export_images(
             used.add(name)
             atomic.write_bytes_atomic(out / "images" / name, data)
             lines.append(f"images/{name}\t{int(dataset.labels[i])}\n")
-        _require_some(lines, dataset)
+        _require_some(len(lines), dataset)
         atomic.write_text_atomic(out / "label.txt", "".join(lines))
     return len(lines)
 
 
-def _require_some(written: list[str] | list[int], dataset: FaceDataset) -> None:
+def _require_some(written: int, dataset: FaceDataset) -> None:
+    """DataError when the check left no record (``written``: how many were converted)."""
     if not written:
         raise DataError(f"{dataset.root}: every record is bad; nothing converted")
 
@@ -167,7 +169,7 @@ def export_image_bins(
             key = _source_name(dataset, i) or f"{name}{image_extension(data)}"
             write_image_bin(out / "images" / f"{name}.bin", key, data)
             lines.append(f"images/{name}.bin\t{int(dataset.labels[i])}\n")
-        _require_some(lines, dataset)
+        _require_some(len(lines), dataset)
         atomic.write_text_atomic(out / "label.txt", "".join(lines))
     return len(lines)
 
@@ -208,13 +210,13 @@ def export_rec(
     """Write ``train.rec/.idx/property`` in the insightface layout; return (images, classes).
 
     Images are grouped by label (stable order within a class). Each is decoded once to check it
-    and to find the image size for ``property``; sizes must agree. ``classes`` is the dataset's
-    class count (``open_dataset`` has checked the labels against it).
+    and to find the image size for ``property``; sizes must agree. ``classes`` is what ``property``
+    says: the largest label written + 1 (below the dataset's count when skipped records emptied
+    its last classes).
     """
     check = check or RecordCheck()
     order = np.argsort(dataset.labels, kind="stable")
     size: tuple[int, int] | None = None
-    written = 0
     num_classes = 0  # what ``property`` will say: the largest label written + 1
     with staged_folder(out_dir, overwrite) as out, InsightFaceRecWriter(out) as writer:
         for done, i in enumerate(order.tolist(), start=1):
@@ -231,11 +233,9 @@ def export_rec(
                     f"{dataset.describe(i)}: image is {shape[0]}x{shape[1]}, others {size[0]}x{size[1]}"
                 )
             writer.add(int(dataset.labels[i]), data)
-            written += 1
             num_classes = max(num_classes, int(dataset.labels[i]) + 1)
-        if not written:
-            raise DataError(f"{dataset.root}: every record is bad; nothing converted")
-    return written, num_classes
+        _require_some(writer.num_images, dataset)
+    return writer.num_images, num_classes
 
 
 def split_rec(
@@ -280,7 +280,7 @@ def split_rec(
                     writer.write(key, pack_payload(float(dataset.labels[i]), record[0], id1=key))
                     key += 1
             counts.append(key)
-        _require_some([c for c in counts if c], dataset)
+        _require_some(sum(counts), dataset)
         num_classes = dataset.num_classes or int(dataset.labels.max()) + 1
         atomic.write_text_atomic(out / "property", f"{num_classes},{height},{width}")
         summary = {"parts": parts, "images": counts, "num_classes": num_classes, "seed": seed}

@@ -25,6 +25,8 @@ from facescale.errors import FacescaleError
 MAX_PAIRS = 10_000_000
 # People left out in turn for the best-impostor distribution (all of them below this).
 MAX_LEAVE_ONE_OUT = 20_000
+# Pairs scored per gather: two [chunk, D] float32 copies, 128 MiB each at 512-d.
+PAIR_CHUNK = 1 << 16
 
 
 def impostor_scores(vectors: np.ndarray, max_pairs: int = MAX_PAIRS, seed: int = 0) -> np.ndarray:
@@ -36,20 +38,15 @@ def impostor_scores(vectors: np.ndarray, max_pairs: int = MAX_PAIRS, seed: int =
     count = len(vectors)
     if count < 2:
         raise FacescaleError(f"calibration needs at least 2 people in the gallery, it has {count}")
-    total = count * (count - 1) // 2
-    if total <= max_pairs:
+    if count * (count - 1) // 2 <= max_pairs:
         rows, cols = np.triu_indices(count, k=1)
-        scores = np.empty(total, np.float64)
-        for start in range(0, total, 1 << 22):  # [chunk, D] gathers, not a [P, P] matrix
-            r, c = rows[start : start + (1 << 22)], cols[start : start + (1 << 22)]
-            scores[start : start + len(r)] = np.einsum("ij,ij->i", vectors[r], vectors[c])
-        return scores
-    rng = np.random.default_rng(seed)
-    rows = rng.integers(0, count, max_pairs)
-    cols = (rows + rng.integers(1, count, max_pairs)) % count  # uniform over the others
-    scores = np.empty(max_pairs, np.float64)
-    for start in range(0, max_pairs, 1 << 20):
-        r, c = rows[start : start + (1 << 20)], cols[start : start + (1 << 20)]
+    else:
+        rng = np.random.default_rng(seed)
+        rows = rng.integers(0, count, max_pairs)
+        cols = (rows + rng.integers(1, count, max_pairs)) % count  # uniform over the others
+    scores = np.empty(len(rows), np.float64)
+    for start in range(0, len(rows), PAIR_CHUNK):  # two [chunk, D] gathers, not a [P, P] matrix
+        r, c = rows[start : start + PAIR_CHUNK], cols[start : start + PAIR_CHUNK]
         scores[start : start + len(r)] = np.einsum("ij,ij->i", vectors[r], vectors[c])
     return scores
 
@@ -66,8 +63,9 @@ def threshold_for_far(scores: np.ndarray, far: float) -> float | None:
     allowed = int(np.floor(far * len(scores) + 1e-9))
     if allowed < 1:
         return None
-    ordered = np.sort(scores)[::-1]
-    return float(np.nextafter(ordered[allowed], np.inf))
+    # the (allowed + 1)-th highest score: a linear-time selection, not a sort of every pair
+    kth = len(scores) - 1 - allowed
+    return float(np.nextafter(np.partition(scores, kth)[kth], np.inf))
 
 
 def best_impostor_scores(gallery: Gallery, max_people: int = MAX_LEAVE_ONE_OUT, seed: int = 0) -> np.ndarray:

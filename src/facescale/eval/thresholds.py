@@ -26,12 +26,11 @@ import numpy as np
 from facescale.atomic import write_text_atomic
 from facescale.errors import DataError
 from facescale.eval.metrics import RocCurve, roc_curve
+from facescale.models.run_layout import SPEC_FILE, WEIGHTS_FILE
 
 TARGET_FARS = (1e-3, 1e-4)
 THRESHOLDS_KEY = "verification_thresholds"
 ONNX_THRESHOLDS_KEY = "facescale.verification_thresholds"
-SPEC_FILE = "backbone.json"
-WEIGHTS_FILE = "backbone.pth"
 
 
 def far_key(far: float) -> str:
@@ -133,7 +132,10 @@ def read_thresholds(source: str | Path) -> dict[str, dict[str, dict[str, Any]]]:
     if path.suffix.lower() == ".onnx" and path.is_file():
         import onnx
 
-        model = onnx.load(str(path), load_external_data=False)
+        try:
+            model = onnx.load(str(path), load_external_data=False)
+        except Exception as e:  # a truncated or foreign file: name it instead of a protobuf traceback
+            raise DataError(f"{path} is not a readable ONNX model: {e}") from None
         props = {p.key: p.value for p in model.metadata_props}
         if ONNX_THRESHOLDS_KEY not in props:
             return {}

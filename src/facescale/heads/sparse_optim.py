@@ -141,8 +141,8 @@ class RoundingNoise:
         self._rng = random.Random(seed)
 
     def window(self, numel: int) -> torch.Tensor:
-        """int32 [numel] uniform words: a view of the table, or for a block larger than half the
-        table (a GPU block) a concatenation of windows at independent offsets."""
+        """int32 [numel] uniform words: a view of the table, or for a block larger than the table
+        (a GPU block) a concatenation of half-table windows at independent offsets."""
         size = self.table.numel()
         if numel <= size:
             start = self._rng.randrange(size - numel + 1)

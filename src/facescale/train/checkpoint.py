@@ -213,16 +213,13 @@ class CheckpointManager:
             return None
 
     def _fail_together(self, error: str | None, tmp: Path) -> None:
-        if self.ctx.world_size > 1:
-            try:
-                self.ctx.fail_together(error)
-            except FacescaleError:
-                if self.ctx.rank == 0:
-                    shutil.rmtree(tmp, ignore_errors=True)
-                raise
-        elif error is not None:
-            shutil.rmtree(tmp, ignore_errors=True)
-            raise FacescaleError(error)
+        """Raise on every rank when any rank has an ``error``; rank 0 removes ``tmp`` first."""
+        try:
+            self.ctx.fail_together(error)  # one process: raises its own error, if any
+        except FacescaleError:
+            if self.ctx.rank == 0:
+                shutil.rmtree(tmp, ignore_errors=True)
+            raise
 
     def _prune(self, keep_name: str) -> None:
         steps = sorted(p for p in self.root.glob(f"{STEP_DIR_PREFIX}*") if p.is_dir())

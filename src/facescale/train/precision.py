@@ -86,9 +86,8 @@ def head_update_ok(
     """
     if not scaler.is_enabled():
         return None
-    found = scaler._found_inf_per_device(
-        optimizer
-    )  # what scaler.step decided on (torch keeps it to update())
+    # What scaler.step decided on (torch keeps it until update()).
+    found = scaler._found_inf_per_device(optimizer)
     ok = torch.isfinite(features.detach()).all()
     if features.grad is not None:
         ok = ok & torch.isfinite(features.grad).all()
