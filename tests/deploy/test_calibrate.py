@@ -113,6 +113,24 @@ def test_thresholds_round_trip_through_backbone_json(tmp_path: Path) -> None:
     assert read_thresholds(tmp_path / "elsewhere" / "ckpt.pt") == {}
 
 
+@pytest.mark.parametrize(
+    "entry, named",
+    [
+        ({"cosine": "0.3", "far": 1e-4}, "cosine"),
+        ({"cosine": 0.3, "far": [1]}, "far"),
+        ({"cosine": 0.3}, "key"),
+    ],
+)
+def test_a_crafted_threshold_entry_is_named_not_a_traceback(tmp_path: Path, entry: dict, named: str) -> None:
+    from facescale.errors import DataError
+
+    key = "not-a-far" if named == "key" else "1e-04"
+    spec = {"name": "mbf_tiny", "kwargs": {}, "verification_thresholds": {"val": {key: entry}}}
+    (tmp_path / "backbone.json").write_text(json.dumps(spec))
+    with pytest.raises(DataError, match=rf"\['val'\]\['{key}'\].*{named}.*not a finite number"):
+        read_thresholds(tmp_path)
+
+
 def test_calibrate_cli_prints_and_writes_the_threshold(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

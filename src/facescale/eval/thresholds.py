@@ -18,6 +18,7 @@ Format (per set, per FAR written as ``"1e-03"``)::
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 from typing import Any
 
@@ -117,11 +118,27 @@ def write_thresholds(source: str | Path, thresholds: dict[str, dict[str, dict[st
     return path
 
 
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
 def _valid(thresholds: Any, where: str) -> dict[str, dict[str, dict[str, Any]]]:
     if not isinstance(thresholds, dict) or not all(
         isinstance(v, dict) and all(isinstance(e, dict) for e in v.values()) for v in thresholds.values()
     ):
         raise DataError(f"{where}: {THRESHOLDS_KEY} is not {{set: {{far: {{...}}}}}}")
+    for name, per_far in thresholds.items():
+        for key, entry in per_far.items():
+            # a hand-edited or crafted file: name the entry instead of a ValueError from float()
+            bad = [f for f in ("cosine", "far") if entry.get(f) is not None and not _is_number(entry.get(f))]
+            try:
+                float(key)
+            except ValueError:
+                bad.append("its FAR key")
+            if bad:
+                raise DataError(
+                    f"{where}: {THRESHOLDS_KEY}[{name!r}][{key!r}]: {', '.join(bad)} is not a finite number"
+                )
     return thresholds
 
 
