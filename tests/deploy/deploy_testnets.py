@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 from torch import nn
 
@@ -19,3 +21,12 @@ class TinyNet(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.fc(torch.flatten(self.pool(self.act(self.bn(self.conv(x)))), 1))
+
+
+@dataclass
+class FakeEmbedder:
+    """What a gallery records of its model (name, fingerprint, embedding size), with no model behind it."""
+
+    name: str = "fake"
+    fingerprint: str = "0123456789abcdef"
+    embedding_size: int = 8

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pytest
+from deploy_testnets import FakeEmbedder
 
 from facescale.deploy.calibrate import best_impostor_scores, calibrate, impostor_scores, threshold_for_far
 from facescale.deploy.gallery import Gallery
@@ -21,13 +21,6 @@ from facescale.eval.thresholds import (
 )
 
 
-@dataclass
-class FakeEmbedder:
-    name: str = "fake"
-    fingerprint: str = "0123456789abcdef"
-    embedding_size: int = 256
-
-
 def test_threshold_for_far_lets_exactly_the_allowed_share_through() -> None:
     scores = np.random.default_rng(0).permutation(np.arange(10_000) / 10_000)
     for far in (1e-2, 1e-3, 1e-4):
@@ -39,7 +32,7 @@ def test_threshold_for_far_lets_exactly_the_allowed_share_through() -> None:
 
 def planted_gallery(planted: list[float]) -> Gallery:
     """200 orthogonal people (impostor cosine 0), with some pairs planted at the given cosines."""
-    gallery = Gallery.for_embedder(FakeEmbedder(), 0.5)
+    gallery = Gallery.for_embedder(FakeEmbedder(embedding_size=256), 0.5)
     basis = np.eye(256, dtype=np.float32)[:200]
     for k, cos in enumerate(planted):  # person 2k+1 moves towards person 2k
         a = basis[2 * k]

@@ -5,22 +5,15 @@ from __future__ import annotations
 import json
 import pickle
 import struct
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pytest
+from deploy_testnets import FakeEmbedder
 
 from facescale.deploy.gallery import GALLERY_KEY, UNKNOWN, Gallery
 from facescale.deploy.gallery_index import IndexSpec, SearchIndex
 from facescale.errors import DataError, FacescaleError
-
-
-@dataclass
-class FakeEmbedder:
-    name: str = "fake"
-    fingerprint: str = "0123456789abcdef"
-    embedding_size: int = 8
 
 
 def unit(x: np.ndarray) -> np.ndarray:

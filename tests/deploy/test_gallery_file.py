@@ -4,25 +4,18 @@ and a gallery build skips an unreadable photo and reports it, or fails with --st
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
+from deploy_testnets import FakeEmbedder
 from safetensors.numpy import save
 
 from facescale.cli.main import main
 from facescale.deploy.faces import build_gallery
 from facescale.deploy.gallery import GALLERY_KEY, Gallery
 from facescale.errors import DataError, FacescaleError
-
-
-@dataclass
-class FakeEmbedder:
-    name: str = "fake"
-    fingerprint: str = "0123456789abcdef"
-    embedding_size: int = 8
 
 
 def header(**changes: Any) -> dict[str, Any]:

@@ -2,24 +2,17 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pytest
+from deploy_testnets import FakeEmbedder
 
 import facescale.deploy.gallery_index as gallery_index
 from facescale.bench.gallery_search import bench_size, clustered_gallery, new_photos, recall
 from facescale.deploy.gallery import Gallery
 from facescale.deploy.gallery_index import EXACT_MAX, IndexSpec, SearchIndex, choose_spec
 from facescale.errors import FacescaleError
-
-
-@dataclass
-class FakeEmbedder:
-    name: str = "fake"
-    fingerprint: str = "0123456789abcdef"
-    embedding_size: int = 32
 
 
 def test_spec_is_exact_up_to_the_crossover_and_ivf_above() -> None:
@@ -71,7 +64,7 @@ def test_an_ivf_scanning_one_list_misses_what_exact_finds() -> None:
 
 def _gallery(people: int, index: str = "auto", seed: int = 0) -> tuple[Gallery, np.ndarray]:
     rng = np.random.default_rng(seed)
-    gallery = Gallery.for_embedder(FakeEmbedder(), 0.5, index=index)
+    gallery = Gallery.for_embedder(FakeEmbedder(embedding_size=32), 0.5, index=index)
     vectors = clustered_gallery(people, 32, seed)
     for i, v in enumerate(vectors):
         gallery.add(f"p{i}", (v * (1 + rng.random())).reshape(1, -1))

@@ -13,7 +13,7 @@ conversion leaves the target as it was, and a target holding files is refused un
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
@@ -87,6 +87,18 @@ def _tick(progress: Progress, done: int) -> None:
         progress(done)
 
 
+def _checked_records(
+    dataset: FaceDataset, check: RecordCheck, indices: Iterable[int], progress: Progress, ticked: int = 0
+) -> Iterator[tuple[int, bytes, tuple[int, int]]]:
+    """``(i, encoded bytes, (height, width))`` of each record in ``indices`` that passes ``check``,
+    in order; the progress counts every record read, skipped ones included (from ``ticked`` on)."""
+    for done, i in enumerate(indices, start=ticked + 1):
+        _tick(progress, done)
+        record = check.read(dataset, i)
+        if record is not None:
+            yield i, record[0], record[1]
+
+
 def unique_name(name: str, i: int, extension: str, used: set[str]) -> str:
     """A file name for sample ``i`` not in ``used``: its stored name when usable, else ``{i:08d}.ext``.
 
@@ -123,12 +135,7 @@ def export_images(
         (out / "images").mkdir()
         lines = []
         used: set[str] = set()
-        for i in range(len(dataset)):
-            _tick(progress, i + 1)
-            record = check.read(dataset, i)
-            if record is None:
-                continue
-            data = record[0]
+        for i, data, _ in _checked_records(dataset, check, range(len(dataset)), progress):
             name = unique_name(names[i] if names is not None else "", i, image_extension(data), used)
             used.add(name)
             atomic.write_bytes_atomic(out / "images" / name, data)
@@ -159,12 +166,7 @@ def export_image_bins(
     with staged_folder(out_dir, overwrite) as out:
         (out / "images").mkdir()
         lines = []
-        for i in range(len(dataset)):
-            _tick(progress, i + 1)
-            record = check.read(dataset, i)
-            if record is None:
-                continue
-            data = record[0]
+        for i, data, _ in _checked_records(dataset, check, range(len(dataset)), progress):
             name = f"{i:08d}"
             key = _source_name(dataset, i) or f"{name}{image_extension(data)}"
             write_image_bin(out / "images" / f"{name}.bin", key, data)
@@ -219,12 +221,7 @@ def export_rec(
     size: tuple[int, int] | None = None
     num_classes = 0  # what ``property`` will say: the largest label written + 1
     with staged_folder(out_dir, overwrite) as out, InsightFaceRecWriter(out) as writer:
-        for done, i in enumerate(order.tolist(), start=1):
-            _tick(progress, done)
-            record = check.read(dataset, i)
-            if record is None:
-                continue
-            data, shape = record
+        for i, data, shape in _checked_records(dataset, check, order.tolist(), progress):
             if size is None:
                 size = shape
                 writer.image_size = size
@@ -269,16 +266,12 @@ def split_rec(
             name = f"part-{part:05d}"
             key = 0
             with RecordIOWriter(out / f"{name}.rec", out / f"{name}.idx") as writer:
-                for i in members.tolist():
-                    done += 1
-                    _tick(progress, done)
-                    record = check.read(dataset, i)
-                    if record is None:
-                        continue
+                for i, data, shape in _checked_records(dataset, check, members.tolist(), progress, done):
                     if not height:
-                        height, width = record[1]
-                    writer.write(key, pack_payload(float(dataset.labels[i]), record[0], id1=key))
+                        height, width = shape
+                    writer.write(key, pack_payload(float(dataset.labels[i]), data, id1=key))
                     key += 1
+                done += len(members)
             counts.append(key)
         _require_some(sum(counts), dataset)
         num_classes = dataset.num_classes or int(dataset.labels.max()) + 1
